@@ -1,0 +1,148 @@
+"""Storage: LanceDB for embeddings (local folder or object store), a local folder for every other artifact."""
+
+
+import json
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+import lancedb
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from retriever_assets.core.naming import path_inside, validate_name
+
+INDEX_COLUMNS = ["item_id", "role", "content_hash", "cache_key"]
+
+
+class EmbeddingStore:
+    """One LanceDB table per (dataset, teacher): item_id ('d:'/'q:' + id), role, content hash, cache key, model, vector."""
+
+    def __init__(self, db: lancedb.DBConnection, table_name: str):
+        self.db, self.name = db, table_name
+
+    def _table(self):
+        if self.name not in self.db.list_tables().tables:
+            return None
+        return self.db.open_table(self.name)
+
+    def stored_index(self) -> pl.DataFrame:
+        """item_id, role, content_hash, cache_key of every stored vector (empty frame if no table yet)."""
+        table = self._table()
+        if table is None:
+            return pl.DataFrame(schema={c: pl.String for c in INDEX_COLUMNS})
+        return pl.from_arrow(table.to_arrow().select(INDEX_COLUMNS))
+
+    def dimension(self) -> int | None:
+        table = self._table()
+        return None if table is None else table.schema.field("vector").type.list_size
+
+    def reset(self) -> None:
+        """Drop the table (when the vector dimension changes, nothing stored can be reused)."""
+        if self._table() is not None:
+            self.db.drop_table(self.name)
+
+    def write(self, items: pl.DataFrame, vectors: np.ndarray, model: str) -> None:
+        """Upsert one chunk of vectors by item_id (one LanceDB commit)."""
+        dim = vectors.shape[1]
+        data = pa.table(
+            {
+                "item_id": pa.array(items["item_id"].to_list(), pa.string()),
+                "role": pa.array(items["role"].to_list(), pa.string()),
+                "content_hash": pa.array(items["content_hash"].to_list(), pa.string()),
+                "cache_key": pa.array(items["cache_key"].to_list(), pa.string()),
+                "model": pa.array([model] * items.height, pa.string()),
+                "vector": pa.FixedSizeListArray.from_arrays(
+                    pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel()), dim
+                ),
+            }
+        )
+        table = self._table()
+        if table is None:
+            self.db.create_table(self.name, data)
+            return
+        (
+            table.merge_insert("item_id")
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute(data)
+        )
+
+    def delete(self, item_ids: list[str]) -> None:
+        table = self._table()
+        if table is None or not item_ids:
+            return
+        for start in range(0, len(item_ids), 1000):
+            quoted = ", ".join("'" + i.replace("'", "''") + "'" for i in item_ids[start : start + 1000])
+            table.delete(f"item_id IN ({quoted})")
+
+    def vectors(self, role: str, ids: list[str]) -> np.ndarray:
+        """Vectors of `ids` (without prefix) in the given order: (len(ids), dim)."""
+        table = self._table()
+        prefix = "d:" if role == "document" else "q:"
+        arrow = table.to_arrow().select(["item_id", "vector"])
+        frame = pl.from_arrow(arrow)
+        position = {item: i for i, item in enumerate(frame["item_id"].to_list())}
+        missing = [i for i in ids if prefix + i not in position]
+        if missing:
+            raise KeyError(f"{len(missing)} {role}s have no vector in {self.name}, e.g. {missing[:3]}")
+        matrix = np.asarray(arrow.column("vector").combine_chunks().values, dtype=np.float32).reshape(frame.height, -1)
+        return matrix[[position[prefix + i] for i in ids]]
+
+    def version(self) -> int | None:
+        table = self._table()
+        return None if table is None else table.version
+
+    def optimize(self) -> None:
+        table = self._table()
+        if table is not None:
+            table.optimize()
+
+
+class StorageResource(dg.ConfigurableResource):
+    """Artifacts under `root/<dataset>/`; embeddings in LanceDB at `lancedb_uri` (default `root/lancedb`).
+
+    `lancedb_uri` may be an object-store URI (s3://, gs://, az://) with `storage_options` for credentials.
+    """
+
+    root: str = ".retriever_data"
+    lancedb_uri: str | None = None
+    storage_options: dict[str, str] = {}
+
+    def root_path(self) -> Path:
+        path = Path(self.root).expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def dataset_dir(self, dataset: str, *parts: str) -> Path:
+        """A folder for one dataset's artifacts, guaranteed to stay inside the root."""
+        path = path_inside(self.root_path(), validate_name(dataset), *parts)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def connect(self) -> lancedb.DBConnection:
+        uri = self.lancedb_uri or str(self.root_path() / "lancedb")
+        if "://" not in uri:
+            Path(uri).mkdir(parents=True, exist_ok=True)
+        return lancedb.connect(uri, storage_options=self.storage_options or None,
+                               read_consistency_interval=timedelta(0))
+
+    def embedding_store(self, dataset: str, teacher: str) -> EmbeddingStore:
+        table = f"{validate_name(dataset)}__{validate_name(teacher, what='teacher name')}"
+        return EmbeddingStore(self.connect(), table)
+
+
+def write_json(path: Path, obj) -> None:
+    """Write JSON atomically (temp file + rename), so a crash never leaves a half-written manifest."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def write_parquet(frame: pl.DataFrame, path: Path) -> None:
+    """Write parquet atomically."""
+    tmp = path.with_suffix(".tmp.parquet")
+    frame.write_parquet(tmp)
+    os.replace(tmp, path)

@@ -1,0 +1,67 @@
+"""Teachers (encoders) by name: dense SentenceTransformer models and BM25, and the device they run on."""
+
+
+from pathlib import Path
+from typing import Literal
+
+import dagster as dg
+from pydantic import Field
+
+from retriever_assets.core.encoding import EncoderSpec, default_device, load_sentence_transformer
+from retriever_assets.core.naming import validate_name
+
+
+class TeacherConfig(dg.Config):
+    """One teacher. `model` is an offline alias (all-MiniLM-L6-v2, all-mpnet-base-v2), a local folder or a hub id."""
+
+    name: str
+    kind: Literal["dense", "bm25"] = "dense"
+    model: str = "all-MiniLM-L6-v2"
+    revision: str | None = None
+    query_prompt: str = ""
+    document_prompt: str = ""
+    max_seq_length: int = 256
+    normalize: bool = True
+    trust_remote_code: bool = False  # only for a model you trust: it runs the model repo's Python code
+
+    def spec(self) -> EncoderSpec:
+        return EncoderSpec(
+            name=validate_name(self.name, what="teacher name"),
+            model=self.model if self.kind == "dense" else "bm25",
+            kind=self.kind,
+            revision=self.revision,
+            query_prompt=self.query_prompt,
+            document_prompt=self.document_prompt,
+            max_seq_length=self.max_seq_length,
+            normalize=self.normalize,
+            trust_remote_code=self.trust_remote_code,
+        )
+
+
+def default_teachers() -> list[TeacherConfig]:
+    return [TeacherConfig(name="minilm"), TeacherConfig(name="bm25", kind="bm25")]
+
+
+class TeachersResource(dg.ConfigurableResource):
+    """The configured teachers (default: all-MiniLM-L6-v2 dense + BM25) and the device (auto = CUDA when present)."""
+
+    teachers: list[TeacherConfig] = Field(default_factory=default_teachers)
+    device: str = "auto"
+    model_cache_dir: str = ".cache/models"
+
+    def specs(self) -> dict[str, EncoderSpec]:
+        specs = {t.name: t.spec() for t in self.teachers}
+        if len(specs) != len(self.teachers):
+            raise ValueError("two teachers share a name")
+        return specs
+
+    def kinds(self) -> dict[str, str]:
+        return {name: "bm25" if s.kind == "bm25" else "cosine" if s.normalize else "dot"
+                for name, s in self.specs().items()}
+
+    def resolved_device(self) -> str:
+        return default_device(self.device)
+
+    def load(self, spec: EncoderSpec):
+        """(SentenceTransformer, resolved path) for a dense spec, on the resolved device."""
+        return load_sentence_transformer(spec, device=self.resolved_device(), cache_dir=Path(self.model_cache_dir))

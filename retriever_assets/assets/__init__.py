@@ -1,0 +1,1 @@
+"""Thin Dagster wrappers over `retriever_assets.steps`, one module per stage of the graph."""

@@ -1,0 +1,50 @@
+"""Stage 2: teacher embeddings in LanceDB (dense teachers) and BM25 indexes, updated incrementally."""
+
+
+import dagster as dg
+
+from resources import StorageResource, TeachersResource
+from retriever_assets import steps
+from retriever_assets.assets._meta import OWNERS, table
+from retriever_assets.assets.ingest import qa_corpus
+from retriever_assets.configs import EmbeddingConfig
+from retriever_assets.partitions import dataset_partitions
+
+
+@dg.asset(
+    partitions_def=dataset_partitions,
+    deps=[qa_corpus],
+    group_name="embed",
+    kinds={"pytorch", "lancedb"},
+    owners=OWNERS,
+    code_version="1",
+    automation_condition=dg.AutomationCondition.eager(),
+)
+def teacher_embeddings(
+    context: dg.AssetExecutionContext, config: EmbeddingConfig, storage: StorageResource, teachers: TeachersResource
+) -> dg.MaterializeResult:
+    """Every teacher's vectors of the corpus and the training queries (only new or changed items are embedded)."""
+    report = steps.embed_teachers(
+        storage, teachers, context.partition_key,
+        batch_size=config.batch_size, chunk_size=config.chunk_size, log=context.log.info,
+    )
+    per_teacher = report.values["teachers"]
+    versions = {t["teacher"]: t["table_version"] for t in per_teacher if t["kind"] == "dense"}
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": sum(t.get("embedded", 0) + t.get("unchanged", 0) for t in per_teacher),
+            "device": report.values["device"],
+            "documents": report.values["documents"],
+            "training_queries": report.values["queries"],
+            "items_embedded": sum(t.get("embedded", 0) for t in per_teacher),
+            "teachers": table(per_teacher, columns=[
+                "teacher", "kind", "embedded", "deleted", "unchanged", "truncated_items", "items_per_second",
+                "table", "table_version", "seconds",
+            ]),
+            "lancedb_table_versions": dg.MetadataValue.json(versions),
+            "seconds": round(report.seconds, 2),
+        },
+        data_version=dg.DataVersion(
+            "|".join(f"{t['teacher']}:{t.get('fingerprint', 'bm25')}:{t.get('table_version')}" for t in per_teacher)
+        ),
+    )

@@ -1,0 +1,59 @@
+"""Stage 1: the raw QA corpus, validated and stored with a content hash per document."""
+
+
+import dagster as dg
+import polars as pl
+
+from resources import DataRootResource, StorageResource
+from retriever_assets import steps
+from retriever_assets.assets._meta import OWNERS, table
+from retriever_assets.configs import QaCorpusConfig
+from retriever_assets.partitions import dataset_partitions
+
+
+@dg.asset(
+    partitions_def=dataset_partitions,
+    group_name="ingest",
+    kinds={"polars", "parquet"},
+    owners=OWNERS,
+    code_version="1",
+    automation_condition=dg.AutomationCondition.eager(),
+)
+def qa_corpus(
+    context: dg.AssetExecutionContext, config: QaCorpusConfig, data_root: DataRootResource, storage: StorageResource
+) -> dg.MaterializeResult:
+    """Validated BEIR corpus, queries and qrels of one dataset, with a content hash per document."""
+    dataset = context.partition_key
+    folder = data_root.dataset_dir(dataset)
+    loaded, report = steps.ingest_corpus(
+        storage, dataset, folder, mode=config.validation_mode,
+        train_split=config.train_split, test_split=config.test_split,
+    )
+    split_rows = (
+        loaded.qrels.group_by("split")
+        .agg(
+            judgements=pl.len(),
+            positives=(pl.col("score") > 0).sum(),
+            queries=pl.col("query_id").n_unique(),
+            documents=pl.col("doc_id").n_unique(),
+        )
+        .sort("split")
+        .to_dicts()
+    )
+    skipped = dict(loaded.report.counts)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": loaded.corpus.height,
+            "documents": loaded.corpus.height,
+            "queries": loaded.queries.height,
+            "splits": table(split_rows),
+            "validation_mode": config.validation_mode,
+            "records_skipped_or_noted": sum(skipped.values()),
+            "issues_by_reason": dg.MetadataValue.json(skipped),
+            "first_issues": dg.MetadataValue.md("\n".join(f"- `{e}`" for e in loaded.report.examples) or "none"),
+            "source": dg.MetadataValue.path(str(folder)),
+            "corpus_version": report.values["version"],
+            "seconds": round(report.seconds, 2),
+        },
+        data_version=dg.DataVersion(report.values["version"]),
+    )

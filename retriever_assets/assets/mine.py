@@ -1,0 +1,39 @@
+"""Stage 3: candidate lists (shared by every recipe); stage 4 lives in the recipe factory (recipes.py)."""
+
+
+import dagster as dg
+
+from resources import StorageResource, TeachersResource
+from retriever_assets import steps
+from retriever_assets.assets._meta import OWNERS, table
+from retriever_assets.assets.embed import teacher_embeddings
+from retriever_assets.configs import CandidateConfig
+from retriever_assets.partitions import dataset_partitions
+
+
+@dg.asset(
+    partitions_def=dataset_partitions,
+    deps=[teacher_embeddings],
+    group_name="mine",
+    kinds={"pytorch", "parquet"},
+    owners=OWNERS,
+    code_version="1",
+    automation_condition=dg.AutomationCondition.eager(),
+)
+def candidate_lists(
+    context: dg.AssetExecutionContext, config: CandidateConfig, storage: StorageResource, teachers: TeachersResource
+) -> dg.MaterializeResult:
+    """Each training query's top-K candidates per teacher (positives removed) with scores, and its positives' scores."""
+    report = steps.build_candidates(
+        storage, teachers, context.partition_key, top_k=config.top_k,
+        query_chunk=config.query_chunk, doc_chunk=config.doc_chunk, log=context.log.info,
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": report.values["rows"],
+            "top_k": config.top_k,
+            "training_queries": report.values["queries"],
+            "teachers": table(report.values["teachers"]),
+            "seconds": round(report.seconds, 2),
+        }
+    )

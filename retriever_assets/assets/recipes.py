@@ -1,0 +1,196 @@
+"""Stages 4-6 per mining recipe: hard negatives -> student checkpoint -> MTEB scores.
+
+One factory call builds the three assets of one recipe. The default recipe's assets are named plainly
+(`hard_negatives`, `student_checkpoint`, `mteb_scores`); other recipes get their name as a key prefix
+(`naive/hard_negatives`, ...), so each recipe is its own readable lineage on top of the shared
+`candidate_lists`.
+"""
+
+
+import dataclasses
+import re
+
+import dagster as dg
+import polars as pl
+
+from resources import StorageResource, TeachersResource
+from retriever_assets import steps
+from retriever_assets.assets._meta import OWNERS, table
+from retriever_assets.assets.mine import candidate_lists
+from retriever_assets.configs import HardNegativesConfig, ScoresConfig, StudentConfig
+from retriever_assets.core import plots
+from retriever_assets.core.mining import MiningRecipe
+from retriever_assets.partitions import dataset_partitions
+
+
+def recipe_key(recipe: MiningRecipe) -> str:
+    """Asset-key-safe form of a recipe name (`percpos-0.95` -> `percpos_0_95`)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", recipe.name)
+
+
+def _apply_overrides(recipe: MiningRecipe, config: HardNegativesConfig) -> MiningRecipe:
+    changes = {
+        f.name: getattr(config, f.name)
+        for f in dataclasses.fields(MiningRecipe)
+        if hasattr(config, f.name) and getattr(config, f.name) is not None
+    }
+    if "teachers" in changes:
+        changes["teachers"] = tuple(changes["teachers"])
+    return dataclasses.replace(recipe, **changes)
+
+
+def _score_plot(filtered: pl.DataFrame, positives: pl.DataFrame, negatives: pl.DataFrame, teacher: str) -> str:
+    f = filtered.filter(pl.col("teacher") == teacher)
+    n = negatives.filter(pl.col("teacher") == teacher)
+    series = {
+        "positives": positives.filter(pl.col("teacher") == teacher)["score"].to_list(),
+        "kept negatives": n["score"].to_list(),
+        "dropped by rule": f.filter(~pl.col("kept"))["score"].to_list(),
+    }
+    return plots.score_histogram(series, title=f"teacher {teacher}: score distributions")
+
+
+def build_recipe_assets(recipe: MiningRecipe, *, default: bool) -> list:
+    """The hard_negatives, student_checkpoint and mteb_scores assets (and checks) of one recipe."""
+    prefix = [] if default else [recipe_key(recipe)]
+    key = recipe_key(recipe)
+    tags = {"recipe": key}
+
+    @dg.asset(
+        name="hard_negatives",
+        key_prefix=prefix,
+        partitions_def=dataset_partitions,
+        deps=[candidate_lists],
+        group_name="mine",
+        kinds={"polars", "parquet"},
+        owners=OWNERS,
+        tags=tags,
+        code_version="1",
+        automation_condition=dg.AutomationCondition.eager(),
+        description=f"Positive-aware hard negatives mined with recipe '{recipe.name}' ({recipe.method}).",
+    )
+    def hard_negatives(
+        context: dg.AssetExecutionContext,
+        config: HardNegativesConfig,
+        storage: StorageResource,
+        teachers: TeachersResource,
+    ) -> dg.MaterializeResult:
+        effective = _apply_overrides(recipe, config)
+        result, report = steps.mine_negatives(storage, teachers, context.partition_key, effective, log=context.log.info)
+        s = result.stats
+        positives = pl.read_parquet(
+            storage.dataset_dir(context.partition_key, "candidates") / "positives.parquet"
+        )
+        plot_md = "\n\n".join(
+            _score_plot(result.filtered, positives, result.negatives, t) for t in effective.teachers
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": s["negatives"],
+                "recipe": dg.MetadataValue.json(s["recipe"]),
+                "queries": s["queries"],
+                "queries_with_full_set": s["queries_with_full_set"],
+                "queries_short_of_negatives": s["queries_short"],
+                "queries_without_negative": s["queries_without_negative"],
+                "queries_dropped": s["queries_dropped"],
+                "candidates": s["candidates"],
+                "candidates_dropped_by_rule": s["candidates_dropped_by_rule"],
+                "share_dropped_by_rule": round(s["candidates_dropped_by_rule"] / max(s["candidates"], 1), 4),
+                "per_teacher": table(s["per_teacher"]),
+                "mean_negative_score": s["mean_negative_score"],
+                "score_distributions": dg.MetadataValue.md(plot_md),
+                "ntuple_rows": report.values["ntuple_rows"],
+                "exports": dg.MetadataValue.path(report.values["folder"]),
+                "seconds": round(report.seconds, 2),
+            }
+        )
+
+    @dg.asset(
+        name="student_checkpoint",
+        key_prefix=prefix,
+        partitions_def=dataset_partitions,
+        deps=[hard_negatives],
+        group_name="train",
+        kinds={"pytorch", "sentence_transformers"},
+        owners=OWNERS,
+        tags=tags,
+        code_version="1",
+        automation_condition=dg.AutomationCondition.eager(),
+        description=f"Student fine-tuned with InfoNCE on recipe '{recipe.name}' negatives; loads with SentenceTransformer(path).",
+    )
+    def student_checkpoint(
+        context: dg.AssetExecutionContext, config: StudentConfig, storage: StorageResource, teachers: TeachersResource
+    ) -> dg.MaterializeResult:
+        report = steps.train_student(
+            storage, teachers, context.partition_key, recipe.name,
+            base_model=config.base_model, settings=config.settings(), log=context.log.info,
+        )
+        v = report.values
+        return dg.MaterializeResult(
+            metadata={
+                "checkpoint": dg.MetadataValue.path(v["model_dir"]),
+                "base_model": v["base_model"],
+                "examples": v["examples"],
+                "examples_by_negative_count": dg.MetadataValue.json(v["examples_by_negative_count"]),
+                "steps": v["steps"],
+                "train_seconds": v["train_seconds"],
+                "final_loss": v["loss_curve"][-1][1] if v["loss_curve"] else None,
+                "loss_curve": dg.MetadataValue.md(plots.loss_curve(v["loss_curve"])),
+                "resumed_from_checkpoint": v["resumed_from"] or "no",
+                "settings": dg.MetadataValue.json(v["settings"]),
+                "seconds": round(report.seconds, 2),
+            },
+            data_version=dg.DataVersion(v["fingerprint"]),
+        )
+
+    @dg.asset(
+        name="mteb_scores",
+        key_prefix=prefix,
+        partitions_def=dataset_partitions,
+        deps=[student_checkpoint],
+        group_name="evaluate",
+        kinds={"mteb"},
+        owners=OWNERS,
+        tags=tags,
+        code_version="1",
+        automation_condition=dg.AutomationCondition.eager(),
+        description=f"MTEB retrieval scores on the test split: base vs student of recipe '{recipe.name}' (and teachers).",
+    )
+    def mteb_scores(
+        context: dg.AssetExecutionContext, config: ScoresConfig, storage: StorageResource, teachers: TeachersResource
+    ) -> dg.MaterializeResult:
+        report = steps.score_models(
+            storage, teachers, context.partition_key, recipe.name,
+            batch_size=config.batch_size, evaluate_teachers=config.evaluate_teachers, log=context.log.info,
+        )
+        results = report.values["results"]
+        base = results["base student"]
+        rows = []
+        for label, r in results.items():
+            rows.append({
+                "model": label,
+                "ndcg_at_10": round(r["ndcg_at_10"], 4),
+                "delta_ndcg_at_10": round(r["ndcg_at_10"] - base["ndcg_at_10"], 4),
+                "recall_at_100": round(r["recall_at_100"], 4),
+                "mrr_at_10": round(r["mrr_at_10"], 4),
+                "map_at_10": round(r["map_at_10"], 4),
+            })
+        student = results[f"student ({recipe.name})"]
+        metadata = {
+            "split": report.values["split"],
+            "scores": table(rows),
+            "ndcg_at_10": student["ndcg_at_10"],
+            "base_ndcg_at_10": base["ndcg_at_10"],
+            "delta_ndcg_at_10": round(student["ndcg_at_10"] - base["ndcg_at_10"], 4),
+            "recall_at_100": student["recall_at_100"],
+            "mrr_at_10": student["mrr_at_10"],
+            "map_at_10": student["map_at_10"],
+            "chart": dg.MetadataValue.md(
+                plots.bar_chart([r["model"] for r in rows], [r["ndcg_at_10"] for r in rows], title="nDCG@10")
+            ),
+            "mteb_result_json": dg.MetadataValue.path(student.get("result_json") or ""),
+            "seconds": round(report.seconds, 2),
+        }
+        return dg.MaterializeResult(metadata=metadata)
+
+    return [hard_negatives, student_checkpoint, mteb_scores]

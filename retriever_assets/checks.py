@@ -1,0 +1,61 @@
+"""Asset checks on mined negatives: no positive is a negative, every negative satisfies its rule, coverage."""
+
+
+import json
+import os
+
+import dagster as dg
+import polars as pl
+
+from resources import StorageResource
+from retriever_assets import steps
+from retriever_assets.core.corpus import positives_of
+from retriever_assets.core.mining import MiningRecipe, keep_rule
+
+MIN_FULL_SHARE = float(os.environ.get("RETRIEVER_MIN_FULL_SHARE", "0.8"))
+
+
+def _load(storage: StorageResource, dataset: str, recipe_name: str):
+    folder = storage.dataset_dir(dataset, "negatives", recipe_name)
+    stats = json.loads((folder / "stats.json").read_text())
+    fields = {k: v for k, v in stats["recipe"].items() if k != "threshold"}
+    fields["teachers"] = tuple(fields["teachers"])
+    return pl.read_parquet(folder / "negatives.parquet"), stats, MiningRecipe(**fields)
+
+
+def build_recipe_checks(recipe: MiningRecipe, asset) -> list:
+    """The three checks of one recipe's hard_negatives asset."""
+
+    @dg.asset_check(asset=asset, name="no_positive_among_negatives", blocking=True,
+                    description="No known positive of a query is among its negatives.")
+    def no_positive_among_negatives(context: dg.AssetCheckExecutionContext, storage: StorageResource):
+        dataset = context.partition_key if context.has_partition_key else None
+        negatives, _, _ = _load(storage, dataset, recipe.name)
+        _, _, qrels, manifest = steps.read_corpus(storage, dataset)
+        clash = negatives.join(positives_of(qrels, manifest["train_split"]), on=["query_id", "doc_id"], how="semi")
+        return dg.AssetCheckResult(
+            passed=clash.height == 0,
+            metadata={"positives_among_negatives": clash.height, "examples": str(clash.head(5).rows())},
+        )
+
+    @dg.asset_check(asset=asset, name="negatives_satisfy_rule",
+                    description="Every kept negative satisfies its recipe's filter, recomputed from stored scores.")
+    def negatives_satisfy_rule(context: dg.AssetCheckExecutionContext, storage: StorageResource):
+        negatives, _, effective = _load(storage, context.partition_key, recipe.name)
+        ok = negatives.select(keep_rule(effective.method, effective.threshold).fill_null(False).alias("ok"))["ok"]
+        bad = int((~ok).sum()) if negatives.height else 0
+        return dg.AssetCheckResult(passed=bad == 0, metadata={"violations": bad, "negatives": negatives.height})
+
+    @dg.asset_check(asset=asset, name="full_negative_sets",
+                    description=f"Share of queries with all n negatives is at least {MIN_FULL_SHARE:.0%} (warning).")
+    def full_negative_sets(context: dg.AssetCheckExecutionContext, storage: StorageResource):
+        _, stats, _ = _load(storage, context.partition_key, recipe.name)
+        share = stats["queries_with_full_set"] / max(stats["queries"], 1)
+        return dg.AssetCheckResult(
+            passed=share >= MIN_FULL_SHARE,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"share_full": round(share, 4), "queries_short": stats["queries_short"],
+                      "threshold": MIN_FULL_SHARE},
+        )
+
+    return [no_positive_among_negatives, negatives_satisfy_rule, full_negative_sets]

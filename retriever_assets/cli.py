@@ -1,0 +1,133 @@
+"""Command line: register dataset folders as partitions and materialize the whole chain for one dataset.
+
+    python -m retriever_assets.cli demo                      # bundled demo-qa, end to end, prints scores
+    python -m retriever_assets.cli register                  # data-root folders -> dataset partitions
+    python -m retriever_assets.cli run --dataset scifact --data-root ../shared/data [--epochs 1 ...]
+
+Runs are recorded in the Dagster instance at $DAGSTER_HOME, so `dagster dev` shows them afterwards.
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _env_defaults() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve())))
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        shipped = Path(__file__).resolve().parent.parent / "dagster.yaml"
+        if shipped.exists():
+            config.write_text(shipped.read_text())
+    os.environ.setdefault("HF_HOME", str(Path(".cache/hf").resolve()))
+    os.environ.setdefault("MTEB_CACHE", str(Path(".cache/mteb").resolve()))
+
+
+def _print_scores(storage_root: str, dataset: str, recipe: str) -> None:
+    path = Path(storage_root) / dataset / "scores" / recipe / "scores.json"
+    data = json.loads(path.read_text())
+    results = data["results"]
+    base = results["base student"]["ndcg_at_10"]
+    print(f"\nMTEB retrieval scores: dataset {dataset}, split {data['split']}, recipe {recipe}")
+    header = f"{'model':<32} {'nDCG@10':>8} {'delta':>8} {'R@100':>8} {'MRR@10':>8} {'MAP@10':>8}"
+    print(header)
+    print("-" * len(header))
+    for label, r in results.items():
+        print(f"{label:<32} {r['ndcg_at_10']:>8.4f} {r['ndcg_at_10'] - base:>+8.4f} {r['recall_at_100']:>8.4f} "
+              f"{r['mrr_at_10']:>8.4f} {r['map_at_10']:>8.4f}")
+    print(f"\nresult JSON: {Path(storage_root) / dataset / 'scores' / recipe}")
+
+
+def run_config(args) -> dict:
+    ops: dict = {}
+    student = {k: v for k, v in {
+        "epochs": args.epochs, "batch_size": args.batch_size, "base_model": args.base_model,
+        "max_seq_length": args.max_seq_length, "seed": args.seed, "learning_rate": args.learning_rate,
+    }.items() if v is not None}
+    if student:
+        ops["student_checkpoint"] = {"config": student}
+    if args.lenient:
+        ops["qa_corpus"] = {"config": {"validation_mode": "lenient"}}
+    if args.top_k is not None:
+        ops["candidate_lists"] = {"config": {"top_k": args.top_k}}
+    return {"ops": ops}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="retriever-assets", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="materialize all assets for the bundled demo-qa data set")
+    reg = sub.add_parser("register", help="register the data root's dataset folders as partitions")
+    run = sub.add_parser("run", help="materialize all assets for one dataset")
+    for p in (demo, reg, run):
+        p.add_argument("--data-root", help="folder of BEIR dataset folders (default: the bundled one)")
+        p.add_argument("--storage", help="artifact root (default .retriever_data)")
+    for p in (demo, run):
+        p.add_argument("--epochs", type=int)
+        p.add_argument("--batch-size", type=int)
+        p.add_argument("--base-model")
+        p.add_argument("--max-seq-length", type=int)
+        p.add_argument("--learning-rate", type=float)
+        p.add_argument("--seed", type=int)
+        p.add_argument("--top-k", type=int)
+        p.add_argument("--lenient", action="store_true", help="skip and count bad records instead of failing")
+    run.add_argument("--dataset", required=True)
+    args = parser.parse_args(argv)
+
+    _env_defaults()
+    if args.data_root:
+        os.environ["RETRIEVER_DATA_ROOT"] = str(Path(args.data_root).resolve())
+    if args.storage:
+        os.environ["RETRIEVER_STORAGE"] = args.storage
+    import dagster as dg
+
+    from retriever_assets.definitions import defs
+    from retriever_assets.partitions import dataset_partitions
+
+    instance = dg.DagsterInstance.get()
+    data_root = defs.resources["data_root"]
+    found, rejected = data_root.discover()
+    for reason in rejected:
+        print(f"skipped folder: {reason}", file=sys.stderr)
+    known = set(instance.get_dynamic_partitions(dataset_partitions.name))
+    new = [f for f in found if f not in known]
+    if new:
+        instance.add_dynamic_partitions(dataset_partitions.name, new)
+    if args.command == "register":
+        print(f"datasets: {', '.join(found) or 'none'} ({len(new)} new)")
+        return 0
+
+    dataset = "demo-qa" if args.command == "demo" else args.dataset
+    if dataset not in found:
+        print(f"dataset {dataset!r} not found in {data_root.root()} (found: {', '.join(found) or 'none'})",
+              file=sys.stderr)
+        return 2
+    job = defs.resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        partition_key=dataset, instance=instance, run_config=run_config(args), raise_on_error=False,
+        tags={"launched_by": "retriever-assets cli"},
+    )
+    if not result.success:
+        for event in result.all_events:
+            if event.is_failure and event.step_key:
+                print(f"step {event.step_key} failed: {event.event_specific_data.error.message.strip()}",
+                      file=sys.stderr)
+        print(f"run {result.run_id} failed; see the Dagster UI or the log above", file=sys.stderr)
+        return 1
+    from retriever_assets.recipes import load_recipes
+
+    recipe = load_recipes(os.environ.get("RETRIEVER_RECIPES"))[0].name
+    _print_scores(defs.resources["storage"].root, dataset, recipe)
+    print(f"run id: {result.run_id} (open it with: dagster dev -w workspace.yaml)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

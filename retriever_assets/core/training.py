@@ -1,0 +1,160 @@
+"""Fine-tune the student with InfoNCE over positive + mined hard negatives + in-batch negatives."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """Student training knobs; defaults follow the sentence-transformers recipe measured on SciFact."""
+
+    epochs: int = 1
+    batch_size: int = 16
+    learning_rate: float = 2e-5
+    warmup_ratio: float = 0.1
+    temperature: float = 0.05  # InfoNCE tau; MultipleNegativesRankingLoss scale = 1 / tau = 20
+    max_seq_length: int = 256
+    seed: int = 42
+    save_steps: int = 20  # checkpoint every N steps, so a killed run resumes from the latest one
+    no_duplicates: bool = True  # a text twice in a batch would be its own false in-batch negative
+
+
+@dataclass
+class TrainingOutcome:
+    model_dir: Path
+    steps: int
+    seconds: float
+    examples: int
+    loss_curve: list[tuple[int, float]] = field(default_factory=list)
+    resumed_from: str | None = None
+
+
+def build_training_examples(
+    negatives: pl.DataFrame,  # query_id, slot, doc_id
+    positives: pl.DataFrame,  # query_id, doc_id (training split)
+    query_text: dict[str, str],
+    doc_text: dict[str, str],
+) -> dict[int, list[dict[str, str]]]:
+    """One example per (query, positive): anchor, positive, negative_1..negative_m, grouped by m.
+
+    Queries kept with fewer negatives form their own group (m may be 0: in-batch negatives only),
+    so nothing is padded and no positive is ever used as a negative.
+    """
+    negs = negatives.sort("query_id", "slot").group_by("query_id", maintain_order=True).agg(pl.col("doc_id"))
+    neg_map = dict(zip(negs["query_id"].to_list(), negs["doc_id"].to_list(), strict=True))
+    groups: dict[int, list[dict[str, str]]] = {}
+    for qid, pid in positives.sort("query_id", "doc_id").iter_rows():
+        row = {"anchor": query_text[qid], "positive": doc_text[pid]}
+        for i, nid in enumerate(neg_map.get(qid, []), start=1):
+            row[f"negative_{i}"] = doc_text[nid]
+        groups.setdefault(len(row) - 2, []).append(row)
+    return dict(sorted(groups.items(), reverse=True))
+
+
+def _data_fingerprint(groups: dict[int, list[dict]], settings: TrainingSettings, base: str) -> str:
+    h = hashlib.blake2b(digest_size=12)
+    h.update(json.dumps([asdict(settings), base], sort_keys=True).encode())
+    for m, rows in groups.items():
+        h.update(json.dumps([m, rows], sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def fine_tune_student(
+    model,  # a SentenceTransformer, modified in place
+    groups: dict[int, list[dict[str, str]]],
+    settings: TrainingSettings,
+    output_dir: Path,
+    *,
+    base_identity: str,
+    log: Callable[[str], None] = print,
+) -> TrainingOutcome:
+    """Train with MultipleNegativesRankingLoss (scale 1/tau) and save a folder `SentenceTransformer()` loads.
+
+    Checkpoints go to `output_dir/trainer`; a re-run on the same data and settings resumes from the
+    latest one. The final model is written to `output_dir/model` atomically.
+    """
+    import torch
+    from datasets import Dataset, DatasetDict
+    from sentence_transformers import SentenceTransformerTrainer
+    from sentence_transformers.sentence_transformer import losses
+    from sentence_transformers.sentence_transformer.training_args import (
+        BatchSamplers,
+        MultiDatasetBatchSamplers,
+        SentenceTransformerTrainingArguments,
+    )
+    from transformers import TrainerCallback
+
+    model.max_seq_length = settings.max_seq_length
+    trainer_dir = output_dir / "trainer"
+    fingerprint = _data_fingerprint(groups, settings, base_identity)
+    marker = trainer_dir / "fingerprint.txt"
+    if trainer_dir.exists() and (not marker.exists() or marker.read_text() != fingerprint):
+        shutil.rmtree(trainer_dir)  # checkpoints of other data or settings cannot be resumed
+    trainer_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(fingerprint)
+    checkpoints = sorted(trainer_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    resume = str(checkpoints[-1]) if checkpoints else None
+
+    datasets = {f"neg{m}": Dataset.from_list(rows) for m, rows in groups.items()}
+    train_dataset = DatasetDict(datasets) if len(datasets) > 1 else next(iter(datasets.values()))
+    loss = losses.MultipleNegativesRankingLoss(model, scale=1.0 / settings.temperature)
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(trainer_dir),
+        num_train_epochs=settings.epochs,
+        per_device_train_batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        warmup_ratio=settings.warmup_ratio,
+        seed=settings.seed,
+        data_seed=settings.seed,
+        batch_sampler=BatchSamplers.NO_DUPLICATES if settings.no_duplicates else BatchSamplers.BATCH_SAMPLER,
+        multi_dataset_batch_sampler=MultiDatasetBatchSamplers.PROPORTIONAL,
+        fp16=torch.cuda.is_available() and model.device.type == "cuda",
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=settings.save_steps,
+        save_total_limit=2,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+
+    class _Progress(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs and (state.global_step % 10 == 0 or state.global_step == state.max_steps):
+                log(f"step {state.global_step}/{state.max_steps} loss {logs['loss']:.4f}")
+
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=train_dataset, loss=loss, callbacks=[_Progress()]
+    )
+    start = time.perf_counter()
+    if resume:
+        log(f"resuming from {resume}")
+    trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - start
+    curve = [(int(e["step"]), float(e["loss"])) for e in trainer.state.log_history if "loss" in e]
+
+    final = output_dir / "model"
+    partial = output_dir / "model.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(str(partial), safe_serialization=True)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(partial, final)
+    return TrainingOutcome(
+        model_dir=final,
+        steps=int(trainer.state.global_step),
+        seconds=seconds,
+        examples=sum(len(r) for r in groups.values()),
+        loss_curve=curve,
+        resumed_from=resume,
+    )

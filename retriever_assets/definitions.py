@@ -1,0 +1,43 @@
+"""Assemble the code location: assets, checks, sensors, schedules and resources."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from resources import DataRootResource, StorageResource, TeachersResource
+from retriever_assets.assets.embed import teacher_embeddings
+from retriever_assets.assets.ingest import qa_corpus
+from retriever_assets.assets.mine import candidate_lists
+from retriever_assets.assets.recipes import build_recipe_assets
+from retriever_assets.checks import build_recipe_checks
+from retriever_assets.recipes import load_recipes
+from retriever_assets.schedules import refresh_job, weekly_refresh
+from retriever_assets.sensors import dataset_folder_sensor
+
+BUNDLED = Path(__file__).parent / "bundled"
+
+recipe_assets, recipe_checks = [], []
+for i, recipe in enumerate(load_recipes(os.environ.get("RETRIEVER_RECIPES"))):
+    built = build_recipe_assets(recipe, default=i == 0)
+    recipe_assets += built
+    recipe_checks += build_recipe_checks(recipe, built[0])
+
+defs = dg.Definitions(
+    assets=[qa_corpus, teacher_embeddings, candidate_lists, *recipe_assets],
+    asset_checks=recipe_checks,
+    jobs=[refresh_job],
+    sensors=[dataset_folder_sensor, dg.AutomationConditionSensorDefinition(
+        "retriever_automation", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.STOPPED)],
+    schedules=[weekly_refresh],
+    resources={
+        "data_root": DataRootResource(path=os.environ.get("RETRIEVER_DATA_ROOT", str(BUNDLED))),
+        "storage": StorageResource(
+            root=os.environ.get("RETRIEVER_STORAGE", ".retriever_data"),
+            lancedb_uri=os.environ.get("RETRIEVER_LANCEDB_URI") or None,
+        ),
+        "teachers": TeachersResource(device=os.environ.get("RETRIEVER_DEVICE", "auto")),
+    },
+)

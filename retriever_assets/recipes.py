@@ -1,0 +1,53 @@
+"""Named mining recipes: the default (the paper's TopK-PercPos 95%) or a YAML file of recipes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from retriever_assets.core.mining import MiningRecipe, RecipeError
+from retriever_assets.core.naming import UnsafeNameError, validate_name
+
+DEFAULT_RECIPES = [MiningRecipe()]
+DEFAULT_TEACHER_KINDS = {"minilm": "cosine", "bm25": "bm25"}
+
+
+def load_recipes(path: str | Path | None, *, teacher_kinds: dict[str, str] | None = None) -> list[MiningRecipe]:
+    """Read `recipes:` (a list of MiningRecipe fields) from YAML; the first recipe is the default lineage.
+
+    Every recipe is validated here, so a bad recipe fails when the code location loads, before any run.
+    """
+    if not path:
+        return list(DEFAULT_RECIPES)
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise RecipeError(f"{path}: cannot read recipes: {exc}") from exc
+    entries = data.get("recipes") if isinstance(data, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise RecipeError(f"{path}: expected a non-empty list under 'recipes:'")
+    kinds = teacher_kinds or dict(DEFAULT_TEACHER_KINDS) | {t: "cosine" for t in data.get("dense_teachers", [])}
+    recipes, names = [], set()
+    known = set(MiningRecipe.__dataclass_fields__)
+    for i, entry in enumerate(entries, start=1):
+        where = f"{path}: recipe #{i}"
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise RecipeError(f"{where}: each recipe is a mapping with at least a 'name'")
+        unknown = set(entry) - known
+        if unknown:
+            raise RecipeError(f"{where} ({entry['name']}): unknown field(s) {sorted(unknown)}")
+        try:
+            validate_name(str(entry["name"]), what="recipe name")
+        except UnsafeNameError as exc:
+            raise RecipeError(f"{where}: {exc}") from exc
+        if entry["name"] in names:
+            raise RecipeError(f"{where}: recipe name {entry['name']!r} is used twice")
+        names.add(entry["name"])
+        if "teachers" in entry:
+            entry = entry | {"teachers": tuple(entry["teachers"])}
+        recipe = MiningRecipe(**entry)
+        recipe.validate(kinds)
+        recipes.append(recipe)
+    return recipes

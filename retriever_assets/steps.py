@@ -1,0 +1,439 @@
+"""The pipeline's steps: read through resources, call `core`, write artifacts, return a report.
+
+Assets are thin wrappers over these functions (they add Dagster metadata); benchmarks call them
+directly to measure orchestration overhead. No Dagster import here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from resources.storage import StorageResource, write_json, write_parquet
+from resources.teachers import TeachersResource
+from retriever_assets.core import candidates as cand
+from retriever_assets.core.corpus import BeirCorpus, document_text, load_beir_folder, positives_of
+from retriever_assets.core.encoding import (
+    EmbeddingPlan,
+    EncoderSpec,
+    embed_in_chunks,
+    embedding_cache_key,
+    model_fingerprint,
+    plan_embedding_update,
+)
+from retriever_assets.core.export import ntuple_rows, to_ntuple_dataset, write_flag_jsonl
+from retriever_assets.core.mining import MiningRecipe, MiningResult, mine_hard_negatives
+from retriever_assets.core.training import TrainingSettings, build_training_examples, fine_tune_student
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class StepReport:
+    seconds: float = 0.0
+    values: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- artifacts of one dataset
+
+
+def read_corpus(storage: StorageResource, dataset: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict]:
+    """(corpus, queries, qrels, manifest) as written by the qa_corpus step."""
+    folder = storage.dataset_dir(dataset, "corpus")
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.exists():
+        raise FileNotFoundError(f"dataset {dataset!r} has no qa_corpus yet: materialize qa_corpus first")
+    return (
+        pl.read_parquet(folder / "corpus.parquet"),
+        pl.read_parquet(folder / "queries.parquet"),
+        pl.read_parquet(folder / "qrels.parquet"),
+        json.loads(manifest_path.read_text()),
+    )
+
+
+def training_queries(queries: pl.DataFrame, qrels: pl.DataFrame, split: str) -> pl.DataFrame:
+    """Queries with at least one positive in the training split, in id order."""
+    ids = positives_of(qrels, split).select("query_id").unique()
+    return queries.join(ids, on="query_id", how="semi").sort("query_id")
+
+
+# ---------------------------------------------------------------- 1. qa_corpus
+
+
+def ingest_corpus(
+    storage: StorageResource, dataset: str, folder: Path, *, mode: str, train_split: str, test_split: str
+) -> tuple[BeirCorpus, StepReport]:
+    start = time.perf_counter()
+    loaded = load_beir_folder(folder, splits=(train_split, test_split), mode=mode)
+    out = storage.dataset_dir(dataset, "corpus")
+    write_parquet(loaded.corpus, out / "corpus.parquet")
+    write_parquet(loaded.queries, out / "queries.parquet")
+    write_parquet(loaded.qrels, out / "qrels.parquet")
+    version = corpus_version(loaded.corpus, loaded.queries, loaded.qrels)
+    manifest = {
+        "source": str(folder),
+        "train_split": train_split,
+        "test_split": test_split,
+        "version": version,
+        "documents": loaded.corpus.height,
+        "queries": loaded.queries.height,
+    }
+    write_json(out / "manifest.json", manifest)
+    return loaded, StepReport(time.perf_counter() - start, manifest)
+
+
+def _hash_rows(rows) -> str:
+    h = hashlib.blake2b(digest_size=12)
+    for row in rows:
+        h.update(("\x1f".join(map(str, row)) + "\n").encode())
+    return h.hexdigest()
+
+
+def documents_version(corpus: pl.DataFrame) -> str:
+    """Changes when a document is added, removed or edited."""
+    return _hash_rows(corpus.sort("doc_id").select("doc_id", "content_hash").iter_rows())
+
+
+def corpus_version(corpus: pl.DataFrame, queries: pl.DataFrame, qrels: pl.DataFrame) -> str:
+    """A data version that changes when any document, query or judgement changes."""
+    parts = (
+        documents_version(corpus),
+        _hash_rows(queries.sort("query_id").select("query_id", "content_hash").iter_rows()),
+        _hash_rows(qrels.sort("split", "query_id", "doc_id").iter_rows()),
+    )
+    return _hash_rows([parts])
+
+
+# ---------------------------------------------------------------- 2. teacher_embeddings
+
+
+def _wanted_items(corpus: pl.DataFrame, queries: pl.DataFrame) -> pl.DataFrame:
+    docs = corpus.select(
+        item_id=pl.lit("d:") + pl.col("doc_id"),
+        role=pl.lit("document"),
+        content_hash="content_hash",
+        text=pl.struct("title", "text").map_elements(
+            lambda r: document_text(r["title"], r["text"]), return_dtype=pl.String
+        ),
+    )
+    qs = queries.select(
+        item_id=pl.lit("q:") + pl.col("query_id"), role=pl.lit("query"), content_hash="content_hash", text="text"
+    )
+    return pl.concat([docs, qs])
+
+
+def embed_dense_teacher(
+    storage: StorageResource,
+    teachers: TeachersResource,
+    dataset: str,
+    spec: EncoderSpec,
+    items: pl.DataFrame,
+    *,
+    batch_size: int,
+    chunk_size: int,
+    log: Log,
+) -> dict:
+    """Embed only new or changed items (content hash + cache key), delete removed ones, commit per chunk."""
+    start = time.perf_counter()
+    store = storage.embedding_store(dataset, spec.name)
+    model, path = teachers.load(spec)
+    fingerprint = model_fingerprint(path, spec.revision)
+    keys = {role: embedding_cache_key(spec, fingerprint, role) for role in ("document", "query")}
+    dim = model.get_embedding_dimension()
+    if store.dimension() not in (None, dim):
+        log(f"{spec.name}: vector dimension changed ({store.dimension()} -> {dim}); rebuilding the table")
+        store.reset()
+    plan: EmbeddingPlan = plan_embedding_update(items, store.stored_index(), keys)
+    log(f"{spec.name}: {plan.to_embed.height} to embed, {len(plan.to_delete)} to delete, {plan.unchanged} unchanged")
+    store.delete(plan.to_delete)
+
+    def encode(texts, role):
+        return model.encode(
+            list(texts),
+            batch_size=batch_size,
+            prompt=spec.prompt(role) or None,
+            normalize_embeddings=spec.normalize,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        ).astype(np.float32)
+
+    def write(chunk: pl.DataFrame, vectors: np.ndarray):
+        store.write(chunk.with_columns(cache_key=pl.col("role").replace_strict(keys)), vectors, model=path)
+
+    def progress(done, total, seconds):
+        log(f"{spec.name}: embedded {done}/{total} ({done / max(seconds, 1e-9):.1f} items/s)")
+
+    tokenizer = model.tokenizer
+    long_docs = 0
+    if plan.to_embed.height:
+        lengths = [len(ids) for ids in tokenizer(plan.to_embed["text"].to_list(), truncation=False)["input_ids"]]
+        long_docs = int(sum(n > spec.max_seq_length for n in lengths))
+    embedded = embed_in_chunks(plan, encode, write, chunk_size=chunk_size, on_progress=progress)
+    if embedded > 10 * chunk_size:
+        store.optimize()
+    return {
+        "teacher": spec.name,
+        "kind": "dense",
+        "model": path,
+        "fingerprint": fingerprint,
+        "embedded": embedded,
+        "deleted": len(plan.to_delete),
+        "unchanged": plan.unchanged,
+        "truncated_items": long_docs,
+        "dimension": dim,
+        "table": store.name,
+        "table_version": store.version(),
+        "seconds": round(time.perf_counter() - start, 2),
+        "items_per_second": round(embedded / max(time.perf_counter() - start, 1e-9), 1),
+    }
+
+
+def index_bm25_teacher(storage: StorageResource, dataset: str, spec: EncoderSpec, corpus: pl.DataFrame) -> dict:
+    """Build the BM25 index over the corpus (cheap; rebuilt when any document changed) and save it without pickle."""
+    start = time.perf_counter()
+    folder = storage.dataset_dir(dataset, "bm25", spec.name)
+    version = f"{spec.model}|{documents_version(corpus)}"
+    marker = folder / "version.txt"
+    rebuilt = not marker.exists() or marker.read_text() != version
+    if rebuilt:
+        texts = [document_text(t, x) for t, x in corpus.select("title", "text").iter_rows()]
+        index = cand.build_bm25_index(texts)
+        index.save(str(folder), allow_pickle=False, show_progress=False)
+        write_json(folder / "doc_ids.json", corpus["doc_id"].to_list())
+        marker.write_text(version)
+    return {
+        "teacher": spec.name,
+        "kind": "bm25",
+        "rebuilt": rebuilt,
+        "documents": corpus.height,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+
+
+def embed_teachers(
+    storage: StorageResource, teachers: TeachersResource, dataset: str, *, batch_size: int, chunk_size: int, log: Log
+) -> StepReport:
+    start = time.perf_counter()
+    corpus, queries, qrels, manifest = read_corpus(storage, dataset)
+    train_q = training_queries(queries, qrels, manifest["train_split"])
+    items = _wanted_items(corpus, train_q)
+    per_teacher = []
+    for spec in teachers.specs().values():
+        if spec.kind == "bm25":
+            per_teacher.append(index_bm25_teacher(storage, dataset, spec, corpus))
+        else:
+            per_teacher.append(
+                embed_dense_teacher(
+                    storage, teachers, dataset, spec, items, batch_size=batch_size, chunk_size=chunk_size, log=log
+                )
+            )
+    return StepReport(
+        time.perf_counter() - start,
+        {"device": teachers.resolved_device(), "documents": corpus.height, "queries": train_q.height,
+         "teachers": per_teacher},
+    )
+
+
+# ---------------------------------------------------------------- 3. candidate_lists
+
+
+def build_candidates(
+    storage: StorageResource,
+    teachers: TeachersResource,
+    dataset: str,
+    *,
+    top_k: int,
+    query_chunk: int,
+    doc_chunk: int,
+    log: Log,
+) -> StepReport:
+    start = time.perf_counter()
+    corpus, queries, qrels, manifest = read_corpus(storage, dataset)
+    train_q = training_queries(queries, qrels, manifest["train_split"])
+    positives = positives_of(qrels, manifest["train_split"])
+    query_ids, doc_ids = train_q["query_id"].to_list(), corpus["doc_id"].to_list()
+    all_c, all_p, per_teacher = [], [], []
+    device = teachers.resolved_device()
+    for spec in teachers.specs().values():
+        t0 = time.perf_counter()
+        if spec.kind == "bm25":
+            import bm25s
+
+            folder = storage.dataset_dir(dataset, "bm25", spec.name)
+            index = bm25s.BM25.load(str(folder), allow_pickle=False)
+            indexed_ids = json.loads((folder / "doc_ids.json").read_text())
+            if indexed_ids != doc_ids:
+                raise RuntimeError(f"BM25 index of {spec.name!r} is stale: re-materialize teacher_embeddings")
+            c, p = cand.bm25_candidates(
+                spec.name, index, query_ids, train_q["text"].to_list(), doc_ids, positives, k=top_k
+            )
+        else:
+            store = storage.embedding_store(dataset, spec.name)
+            q_vec = store.vectors("query", query_ids)  # (n_queries, dim)
+            d_vec = store.vectors("document", doc_ids)  # (n_docs, dim)
+            c, p = cand.dense_candidates(
+                spec.name, query_ids, q_vec, doc_ids, d_vec, positives,
+                k=top_k, device=device, query_chunk=query_chunk, doc_chunk=doc_chunk,
+            )
+        seconds = time.perf_counter() - t0
+        top1 = p.group_by("query_id").agg((pl.col("rank") == 1).any()).get_column("rank").mean()
+        per_teacher.append({
+            "teacher": spec.name,
+            "candidates": c.height,
+            "queries_with_candidates": c["query_id"].n_unique(),
+            "positives_scored": p.height,
+            "share_positive_ranked_first": round(float(top1 or 0), 4),
+            "mean_positive_score": round(float(p["score"].mean() or 0), 4),
+            "seconds": round(seconds, 2),
+        })
+        log(f"{spec.name}: {c.height} candidates for {len(query_ids)} queries in {seconds:.1f}s")
+        all_c.append(c)
+        all_p.append(p)
+    out = storage.dataset_dir(dataset, "candidates")
+    candidates, positive_scores = pl.concat(all_c), pl.concat(all_p)
+    write_parquet(candidates, out / "candidates.parquet")
+    write_parquet(positive_scores, out / "positives.parquet")
+    write_json(out / "manifest.json", {"top_k": top_k, "teachers": list(teachers.specs()), "queries": len(query_ids)})
+    return StepReport(time.perf_counter() - start, {"top_k": top_k, "queries": len(query_ids),
+                                                    "rows": candidates.height, "teachers": per_teacher})
+
+
+# ---------------------------------------------------------------- 4. hard_negatives
+
+
+def mine_negatives(
+    storage: StorageResource, teachers: TeachersResource, dataset: str, recipe: MiningRecipe, *, log: Log
+) -> tuple[MiningResult, StepReport]:
+    recipe.validate(teachers.kinds())  # before any work
+    start = time.perf_counter()
+    corpus, queries, qrels, manifest = read_corpus(storage, dataset)
+    folder = storage.dataset_dir(dataset, "candidates")
+    candidates = pl.read_parquet(folder / "candidates.parquet")
+    positive_scores = pl.read_parquet(folder / "positives.parquet")
+    missing = set(recipe.teachers) - set(candidates["teacher"].unique().to_list())
+    if missing:
+        raise RuntimeError(f"candidate_lists has no candidates for teacher(s) {sorted(missing)}: re-materialize it")
+    train_q = training_queries(queries, qrels, manifest["train_split"])
+    result = mine_hard_negatives(candidates, positive_scores, recipe, query_ids=train_q["query_id"].to_list())
+    out = storage.dataset_dir(dataset, "negatives", recipe.name)
+    write_parquet(result.negatives, out / "negatives.parquet")
+    write_parquet(result.filtered, out / "filtered_candidates.parquet")
+    write_json(out / "stats.json", result.stats)
+
+    positives = positives_of(qrels, manifest["train_split"])
+    q_text = dict(train_q.select("query_id", "text").iter_rows())
+    d_text = {d: document_text(t, x) for d, t, x in corpus.select("doc_id", "title", "text").iter_rows()}
+    rows = ntuple_rows(result.negatives, positives, q_text, d_text, recipe.num_negatives)
+    ntuple_dir = out / "ntuple"
+    shutil.rmtree(ntuple_dir, ignore_errors=True)
+    to_ntuple_dataset(rows, recipe.num_negatives).save_to_disk(str(ntuple_dir))
+    flag_lines = write_flag_jsonl(out / "flag_embedding.jsonl", result.negatives, positives, q_text, d_text)
+    log(f"{recipe.name}: {result.negatives.height} negatives, {result.stats['queries_short']} queries short")
+    return result, StepReport(
+        time.perf_counter() - start,
+        result.stats | {"ntuple_rows": len(rows), "flag_jsonl_lines": flag_lines, "folder": str(out)},
+    )
+
+
+# ---------------------------------------------------------------- 5. student_checkpoint
+
+
+def train_student(
+    storage: StorageResource,
+    teachers: TeachersResource,
+    dataset: str,
+    recipe_name: str,
+    *,
+    base_model: str,
+    settings: TrainingSettings,
+    log: Log,
+) -> StepReport:
+    from retriever_assets.core.encoding import EncoderSpec
+
+    start = time.perf_counter()
+    corpus, queries, qrels, manifest = read_corpus(storage, dataset)
+    negatives = pl.read_parquet(storage.dataset_dir(dataset, "negatives", recipe_name) / "negatives.parquet")
+    positives = positives_of(qrels, manifest["train_split"])
+    q_text = dict(queries.select("query_id", "text").iter_rows())
+    d_text = {d: document_text(t, x) for d, t, x in corpus.select("doc_id", "title", "text").iter_rows()}
+    groups = build_training_examples(negatives, positives, q_text, d_text)
+    spec = EncoderSpec(name="student", model=base_model, max_seq_length=settings.max_seq_length)
+    model, base_path = teachers.load(spec)
+    base_fp = model_fingerprint(base_path)
+    out = storage.dataset_dir(dataset, "student", recipe_name)
+    outcome = fine_tune_student(model, groups, settings, out, base_identity=base_fp, log=log)
+    report = {
+        "base_model": base_path,
+        "base_fingerprint": base_fp,
+        "model_dir": str(outcome.model_dir),
+        "fingerprint": model_fingerprint(str(outcome.model_dir)),
+        "recipe": recipe_name,
+        "examples": outcome.examples,
+        "examples_by_negative_count": {str(m): len(r) for m, r in groups.items()},
+        "steps": outcome.steps,
+        "train_seconds": round(outcome.seconds, 1),
+        "resumed_from": outcome.resumed_from,
+        "loss_curve": outcome.loss_curve,
+        "settings": settings.__dict__,
+    }
+    write_json(out / "manifest.json", report)
+    return StepReport(time.perf_counter() - start, report)
+
+
+# ---------------------------------------------------------------- 6. mteb_scores
+
+
+def score_models(
+    storage: StorageResource,
+    teachers: TeachersResource,
+    dataset: str,
+    recipe_name: str,
+    *,
+    batch_size: int,
+    evaluate_teachers: bool,
+    log: Log,
+) -> StepReport:
+    from retriever_assets.core.evaluation import evaluate_retrieval
+
+    start = time.perf_counter()
+    corpus, queries, qrels, manifest = read_corpus(storage, dataset)
+    student = json.loads((storage.dataset_dir(dataset, "student", recipe_name) / "manifest.json").read_text())
+    split = manifest["test_split"]
+    models: dict[str, tuple[EncoderSpec, str]] = {
+        "base student": (EncoderSpec(name="base", model=student["base_model"],
+                                     max_seq_length=student["settings"]["max_seq_length"]), student["base_fingerprint"]),
+        f"student ({recipe_name})": (EncoderSpec(name="student", model=student["model_dir"],
+                                                 max_seq_length=student["settings"]["max_seq_length"]),
+                                     student["fingerprint"]),
+    }
+    if evaluate_teachers:
+        for spec in teachers.specs().values():
+            if spec.kind == "dense":
+                models[f"teacher {spec.name}"] = (spec, "")
+    out = storage.dataset_dir(dataset, "scores", recipe_name)
+    results, seen = {}, {}
+    for label, (spec, fingerprint) in models.items():
+        model, path = teachers.load(spec)
+        fingerprint = fingerprint or model_fingerprint(path, spec.revision)
+        if fingerprint in seen:  # the same weights (e.g. teacher == base student): evaluate once
+            results[label] = results[seen[fingerprint]] | {"same_as": seen[fingerprint]}
+            continue
+        seen[fingerprint] = label
+        t0 = time.perf_counter()
+        metrics = evaluate_retrieval(
+            model, corpus=corpus, queries=queries, qrels=qrels, split=split, dataset=dataset,
+            model_name=f"retriever-assets/{spec.name}", revision=fingerprint[:16], output_dir=out / "mteb",
+            batch_size=batch_size, document_prompt=spec.document_prompt, query_prompt=spec.query_prompt,
+        )
+        results[label] = metrics | {"seconds": round(time.perf_counter() - t0, 1), "fingerprint": fingerprint}
+        log(f"{label}: nDCG@10 {metrics['ndcg_at_10']:.4f}")
+    write_json(out / "scores.json", {"split": split, "recipe": recipe_name, "results": results})
+    return StepReport(time.perf_counter() - start, {"split": split, "results": results})
