@@ -18,7 +18,10 @@ INDEX_COLUMNS = ["item_id", "role", "content_hash", "cache_key"]
 
 
 class EmbeddingStore:
-    """One LanceDB table per (dataset, teacher): item_id ('d:'/'q:' + id), role, content hash, cache key, model, vector."""
+    """One LanceDB table per (dataset, teacher).
+
+    Columns: item_id ('d:'/'q:' + id), role, content_hash, cache_key, model, vector.
+    """
 
     def __init__(self, db: lancedb.DBConnection, table_name: str):
         self.db, self.name = db, table_name

@@ -25,9 +25,12 @@ for i, recipe in enumerate(load_recipes(os.environ.get("RETRIEVER_RECIPES"))):
     recipe_assets += built
     recipe_checks += build_recipe_checks(recipe, built[0])
 
+ALL_ASSETS = [qa_corpus, teacher_embeddings, candidate_lists, *recipe_assets]
+ALL_CHECKS = recipe_checks
+
 defs = dg.Definitions(
-    assets=[qa_corpus, teacher_embeddings, candidate_lists, *recipe_assets],
-    asset_checks=recipe_checks,
+    assets=ALL_ASSETS,
+    asset_checks=ALL_CHECKS,
     jobs=[refresh_job],
     sensors=[dataset_folder_sensor, dg.AutomationConditionSensorDefinition(
         "retriever_automation", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.STOPPED)],

@@ -407,11 +407,11 @@ def score_models(
     corpus, queries, qrels, manifest = read_corpus(storage, dataset)
     student = json.loads((storage.dataset_dir(dataset, "student", recipe_name) / "manifest.json").read_text())
     split = manifest["test_split"]
+    seq = student["settings"]["max_seq_length"]
     models: dict[str, tuple[EncoderSpec, str]] = {
-        "base student": (EncoderSpec(name="base", model=student["base_model"],
-                                     max_seq_length=student["settings"]["max_seq_length"]), student["base_fingerprint"]),
-        f"student ({recipe_name})": (EncoderSpec(name="student", model=student["model_dir"],
-                                                 max_seq_length=student["settings"]["max_seq_length"]),
+        "base student": (EncoderSpec(name="base", model=student["base_model"], max_seq_length=seq),
+                         student["base_fingerprint"]),
+        f"student ({recipe_name})": (EncoderSpec(name="student", model=student["model_dir"], max_seq_length=seq),
                                      student["fingerprint"]),
     }
     if evaluate_teachers:

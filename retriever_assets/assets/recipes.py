@@ -116,7 +116,8 @@ def build_recipe_assets(recipe: MiningRecipe, *, default: bool) -> list:
         tags=tags,
         code_version="1",
         automation_condition=dg.AutomationCondition.eager(),
-        description=f"Student fine-tuned with InfoNCE on recipe '{recipe.name}' negatives; loads with SentenceTransformer(path).",
+        description=f"Student fine-tuned with InfoNCE on recipe '{recipe.name}' negatives "
+        "(loads with SentenceTransformer(path)).",
     )
     def student_checkpoint(
         context: dg.AssetExecutionContext, config: StudentConfig, storage: StorageResource, teachers: TeachersResource
@@ -154,7 +155,8 @@ def build_recipe_assets(recipe: MiningRecipe, *, default: bool) -> list:
         tags=tags,
         code_version="1",
         automation_condition=dg.AutomationCondition.eager(),
-        description=f"MTEB retrieval scores on the test split: base vs student of recipe '{recipe.name}' (and teachers).",
+        description=f"MTEB retrieval scores on the test split: base vs student of recipe '{recipe.name}' "
+        "(and the dense teachers).",
     )
     def mteb_scores(
         context: dg.AssetExecutionContext, config: ScoresConfig, storage: StorageResource, teachers: TeachersResource

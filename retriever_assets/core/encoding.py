@@ -151,7 +151,8 @@ def plan_embedding_update(current: pl.DataFrame, stored: pl.DataFrame, cache_key
     An item is re-embedded when it is new, its text changed, or the cache key of its role changed;
     stored items that are no longer wanted are deleted.
     """
-    keys = pl.DataFrame({"role": list(cache_keys), "want_key": list(cache_keys.values())})
+    keys = pl.DataFrame({"role": list(cache_keys), "want_key": list(cache_keys.values())},
+                        schema={"role": pl.String, "want_key": pl.String})
     wanted = current.join(keys, on="role", how="left")
     joined = wanted.join(
         stored.select("item_id", pl.col("content_hash").alias("have_hash"), pl.col("cache_key").alias("have_key")),

@@ -1,0 +1,37 @@
+# retriever-assets: `make demo` (set-up + whole chain on the bundled data set) and `make test` (set-up + tests).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch 2.13.0 (taken from local disk where pip finds it); set TORCH_SPEC for a CUDA machine.
+TORCH_SPEC ?= torch==2.13.0
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: setup demo test test-slow ui lint clean
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	mkdir -p $(DAGSTER_HOME) && cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml || true
+	touch $@
+
+demo: setup          ## materialize all six assets for the bundled demo-qa set and print base vs fine-tuned
+	$(PY) -m retriever_assets.cli demo
+
+test: setup          ## the default test run (CI runs exactly this)
+	$(PY) -m pytest -q
+
+test-slow: setup     ## tests on the real MiniLM and long runs
+	$(PY) -m pytest -q -m slow
+
+ui: setup            ## the Dagster UI on http://127.0.0.1:3000
+	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf .retriever_data .dagster_home .cache

@@ -1,0 +1,123 @@
+"""The whole chain materialized in-process on a slice of real SciFact with tiny local models."""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+from sentence_transformers import SentenceTransformer
+
+from resources import DataRootResource, StorageResource, TeacherConfig, TeachersResource
+from retriever_assets.definitions import ALL_ASSETS, ALL_CHECKS
+from retriever_assets.partitions import dataset_partitions
+
+DATASET = "scifact-mini"
+
+
+def all_assets():
+    return [*ALL_ASSETS, *ALL_CHECKS]
+
+
+def resources_for(data_root: Path, storage: Path, tiny: Path) -> dict:
+    return {
+        "data_root": DataRootResource(path=str(data_root)),
+        "storage": StorageResource(root=str(storage)),
+        "teachers": TeachersResource(
+            teachers=[TeacherConfig(name="tiny", model=str(tiny), max_seq_length=64),
+                      TeacherConfig(name="bm25", kind="bm25")],
+            device="cpu",
+        ),
+    }
+
+
+def run_config(tiny: Path) -> dict:
+    return {"ops": {
+        "candidate_lists": {"config": {"top_k": 20, "query_chunk": 16, "doc_chunk": 128}},
+        "hard_negatives": {"config": {"teachers": ["tiny", "bm25"], "ensemble": "intra"}},
+        "student_checkpoint": {"config": {"base_model": str(tiny), "batch_size": 8, "max_seq_length": 64,
+                                          "save_steps": 3}},
+        "mteb_scores": {"config": {"batch_size": 32}},
+        "teacher_embeddings": {"config": {"batch_size": 32, "chunk_size": 100}},
+    }}
+
+
+def materialize(instance, resources, tiny, selection=None):
+    config = run_config(tiny)
+    if selection:
+        config["ops"] = {k: v for k, v in config["ops"].items() if k in selection}
+    return dg.materialize(all_assets(), partition_key=DATASET, instance=instance, resources=resources,
+                          run_config=config, selection=selection)
+
+
+def materializations(result, key: str):
+    return [e.event_specific_data.materialization for e in result.get_asset_materialization_events()
+            if e.asset_key.to_user_string() == key]
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, scifact_slice_root, tiny_encoder):
+    storage = tmp_path_factory.mktemp("storage")
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(dataset_partitions.name, [DATASET])
+    resources = resources_for(scifact_slice_root, storage, tiny_encoder)
+    result = materialize(instance, resources, tiny_encoder)
+    return result, instance, resources, storage
+
+
+def test_whole_chain_materializes(pipeline):
+    result, _, _, storage = pipeline
+    assert result.success
+    for key in ["qa_corpus", "teacher_embeddings", "candidate_lists", "hard_negatives", "student_checkpoint",
+                "mteb_scores"]:
+        assert len(materializations(result, key)) == 1, key
+    scores = materializations(result, "mteb_scores")[0].metadata
+    assert 0 <= scores["ndcg_at_10"].value <= 1
+    assert "delta_ndcg_at_10" in scores
+    model_dir = Path(materializations(result, "student_checkpoint")[0].metadata["checkpoint"].value)
+    assert SentenceTransformer(str(model_dir), device="cpu").encode(["a claim"]).shape == (1, 32)
+    saved = json.loads((storage / DATASET / "scores" / "percpos-0.95" / "scores.json").read_text())
+    assert Path(saved["results"]["base student"]["result_json"]).is_file()
+
+
+def test_negatives_are_recorded_and_exported(pipeline):
+    _, _, _, storage = pipeline
+    folder = storage / DATASET / "negatives" / "percpos-0.95"
+    negatives = pl.read_parquet(folder / "negatives.parquet")
+    assert set(negatives.columns) >= {"query_id", "doc_id", "teacher", "rank", "score", "pos_score"}
+    # the random tiny teacher ranks positives low, so percpos mostly keeps BM25's negatives
+    assert "bm25" in set(negatives["teacher"]) and set(negatives["teacher"]) <= {"tiny", "bm25"}
+    from datasets import load_from_disk
+
+    ntuple = load_from_disk(str(folder / "ntuple"))
+    assert ntuple.column_names == ["anchor", "positive", "negative_1", "negative_2", "negative_3", "negative_4"]
+    first = json.loads((folder / "flag_embedding.jsonl").read_text().splitlines()[0])
+    assert set(first) == {"query", "pos", "neg"}
+
+
+def test_checks_pass(pipeline):
+    result, *_ = pipeline
+    evaluations = result.get_asset_check_evaluations()
+    assert {e.check_name for e in evaluations} >= {"no_positive_among_negatives", "negatives_satisfy_rule"}
+    assert all(e.passed for e in evaluations if e.check_name != "full_negative_sets")
+
+
+def test_editing_one_document_re_embeds_exactly_one(pipeline, scifact_slice_root, tiny_encoder, tmp_path):
+    _, instance, resources, _ = pipeline
+    corpus = scifact_slice_root / DATASET / "corpus.jsonl"
+    original = corpus.read_text(encoding="utf-8")
+    lines = original.splitlines()
+    record = json.loads(lines[5])
+    record["text"] += " An edited sentence."
+    lines[5] = json.dumps(record)
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    try:
+        result = materialize(instance, resources, tiny_encoder, selection=["qa_corpus", "teacher_embeddings"])
+        meta = materializations(result, "teacher_embeddings")[0].metadata
+        rows = {r.data["teacher"]: r.data for r in meta["teachers"].value.records}
+        assert rows["tiny"]["embedded"] == 1 and rows["tiny"]["deleted"] == 0
+        assert rows["bm25"]["kind"] == "bm25"
+        versions = meta["lancedb_table_versions"].value
+        assert versions["tiny"] > 1
+    finally:
+        corpus.write_text(original, encoding="utf-8")

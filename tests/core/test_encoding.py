@@ -1,0 +1,60 @@
+"""Embedding cache keys and incremental plans."""
+
+import dataclasses
+
+import numpy as np
+import polars as pl
+
+from retriever_assets.core.encoding import (
+    EncoderSpec,
+    embed_in_chunks,
+    embedding_cache_key,
+    model_fingerprint,
+    plan_embedding_update,
+)
+
+
+def test_cache_key_changes_with_everything_that_changes_a_vector():
+    spec = EncoderSpec(name="t", model="m")
+    base = embedding_cache_key(spec, "fp", "document")
+    variants = [
+        embedding_cache_key(spec, "fp2", "document"),
+        embedding_cache_key(spec, "fp", "query"),
+        embedding_cache_key(dataclasses.replace(spec, document_prompt="passage: "), "fp", "document"),
+        embedding_cache_key(dataclasses.replace(spec, max_seq_length=128), "fp", "document"),
+        embedding_cache_key(dataclasses.replace(spec, normalize=False), "fp", "document"),
+        embedding_cache_key(dataclasses.replace(spec, revision="abc"), "fp", "document"),
+    ]
+    assert len({base, *variants}) == len(variants) + 1
+    # a query prompt does not change document vectors; the teacher's display name changes nothing
+    assert embedding_cache_key(dataclasses.replace(spec, query_prompt="q: "), "fp", "document") == base
+    assert embedding_cache_key(dataclasses.replace(spec, name="other"), "fp", "document") == base
+
+
+def test_model_fingerprint_follows_content(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"abc")
+    first = model_fingerprint(str(tmp_path))
+    (tmp_path / "model.safetensors").write_bytes(b"abd")
+    assert model_fingerprint(str(tmp_path)) != first
+    assert model_fingerprint("org/model", "v1") == "org/model@v1"
+
+
+def test_plan_embeds_only_new_or_changed_and_deletes_removed():
+    current = pl.DataFrame({"item_id": ["d:1", "d:2", "d:3", "q:1"], "role": ["document"] * 3 + ["query"],
+                            "content_hash": ["a", "b2", "c", "qa"], "text": ["x"] * 4})
+    stored = pl.DataFrame({"item_id": ["d:1", "d:2", "d:9", "q:1"], "content_hash": ["a", "b", "z", "qa"],
+                           "cache_key": ["K", "K", "K", "Kq-old"]})
+    plan = plan_embedding_update(current, stored, {"document": "K", "query": "Kq"})
+    assert sorted(plan.to_embed["item_id"].to_list()) == ["d:2", "d:3", "q:1"]
+    assert plan.to_delete == ["d:9"] and plan.unchanged == 1
+
+
+def test_embed_in_chunks_commits_each_chunk():
+    items = pl.DataFrame({"item_id": [f"d:{i}" for i in range(5)], "role": ["document"] * 5,
+                          "content_hash": ["h"] * 5, "text": ["t"] * 5})
+    plan = plan_embedding_update(items, pl.DataFrame(schema={c: pl.String for c in
+                                                             ["item_id", "content_hash", "cache_key"]}), {})
+    commits = []
+    done = embed_in_chunks(plan, lambda texts, role: np.zeros((len(texts), 2)),
+                           lambda chunk, vec: commits.append(chunk.height), chunk_size=2)
+    assert done == 5 and commits == [2, 2, 1]

@@ -1,0 +1,20 @@
+"""The code location loads, with the six assets in method order and the checks, sensors and schedules."""
+
+import dagster as dg
+
+from retriever_assets.definitions import defs
+
+
+def test_definitions_load():
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys >= {"qa_corpus", "teacher_embeddings", "candidate_lists", "hard_negatives", "student_checkpoint",
+                    "mteb_scores"}
+    chain = ["qa_corpus", "teacher_embeddings", "candidate_lists", "hard_negatives", "student_checkpoint",
+             "mteb_scores"]
+    for upstream, downstream in zip(chain, chain[1:], strict=False):
+        parents = {p.to_user_string() for p in graph.get(dg.AssetKey(downstream)).parent_keys}
+        assert upstream in parents
+    assert defs.resolve_sensor_def("dataset_folder_sensor")
+    assert defs.resolve_schedule_def("weekly_refresh")
