@@ -7,9 +7,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from resources import DataRootResource, StorageResource, TeachersResource
+from resources import DataRootResource, StorageResource, TeacherConfig, TeachersResource
 from retriever_assets.assets.embed import teacher_embeddings
-from retriever_assets.assets.ingest import qa_corpus
+from retriever_assets.assets.ingest import qa_corpus, raw_qa_folder
 from retriever_assets.assets.mine import candidate_lists
 from retriever_assets.assets.recipes import build_recipe_assets
 from retriever_assets.checks import build_recipe_checks
@@ -25,7 +25,7 @@ for i, recipe in enumerate(load_recipes(os.environ.get("RETRIEVER_RECIPES"))):
     recipe_assets += built
     recipe_checks += build_recipe_checks(recipe, built[0])
 
-ALL_ASSETS = [qa_corpus, teacher_embeddings, candidate_lists, *recipe_assets]
+ALL_ASSETS = [raw_qa_folder, qa_corpus, teacher_embeddings, candidate_lists, *recipe_assets]
 ALL_CHECKS = recipe_checks
 
 defs = dg.Definitions(
@@ -41,6 +41,12 @@ defs = dg.Definitions(
             root=os.environ.get("RETRIEVER_STORAGE", ".retriever_data"),
             lancedb_uri=os.environ.get("RETRIEVER_LANCEDB_URI") or None,
         ),
-        "teachers": TeachersResource(device=os.environ.get("RETRIEVER_DEVICE", "auto")),
+        "teachers": TeachersResource(
+            teachers=[
+                TeacherConfig(name="minilm", model=os.environ.get("RETRIEVER_TEACHER_MODEL", "all-MiniLM-L6-v2")),
+                TeacherConfig(name="bm25", kind="bm25"),
+            ],
+            device=os.environ.get("RETRIEVER_DEVICE", "auto"),
+        ),
     },
 )

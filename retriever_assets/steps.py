@@ -31,7 +31,12 @@ from retriever_assets.core.encoding import (
 )
 from retriever_assets.core.export import ntuple_rows, to_ntuple_dataset, write_flag_jsonl
 from retriever_assets.core.mining import MiningRecipe, MiningResult, mine_hard_negatives
-from retriever_assets.core.training import TrainingSettings, build_training_examples, fine_tune_student
+from retriever_assets.core.training import (
+    TrainingSettings,
+    build_training_examples,
+    fine_tune_student,
+    training_fingerprint,
+)
 
 Log = Callable[[str], None]
 
@@ -369,8 +374,17 @@ def train_student(
     model, base_path = teachers.load(spec)
     base_fp = model_fingerprint(base_path)
     out = storage.dataset_dir(dataset, "student", recipe_name)
+    data_fp = training_fingerprint(groups, settings, base_fp)
+    previous = out / "manifest.json"
+    if previous.exists() and (out / "model").is_dir():
+        last = json.loads(previous.read_text())
+        if last.get("data_fingerprint") == data_fp:
+            log(f"training inputs unchanged ({data_fp}): reusing {out / 'model'}")
+            return StepReport(time.perf_counter() - start, last | {"reused": True})
     outcome = fine_tune_student(model, groups, settings, out, base_identity=base_fp, log=log)
     report = {
+        "data_fingerprint": data_fp,
+        "reused": False,
         "base_model": base_path,
         "base_fingerprint": base_fp,
         "model_dir": str(outcome.model_dir),
@@ -419,6 +433,20 @@ def score_models(
             if spec.kind == "dense":
                 models[f"teacher {spec.name}"] = (spec, "")
     out = storage.dataset_dir(dataset, "scores", recipe_name)
+    split_qrels = qrels.filter(pl.col("split") == split)
+    inputs_key = _hash_rows([
+        (documents_version(corpus),),
+        (_hash_rows(queries.sort("query_id").select("query_id", "content_hash").iter_rows()),),
+        (_hash_rows(split_qrels.sort("query_id", "doc_id").iter_rows()),),
+        *sorted((label, fp or model_fingerprint(teachers_path(teachers, spec), spec.revision), spec.query_prompt,
+                 spec.document_prompt, spec.max_seq_length) for label, (spec, fp) in models.items()),
+    ])
+    previous = out / "scores.json"
+    if previous.exists():
+        last = json.loads(previous.read_text())
+        if last.get("inputs_key") == inputs_key:
+            log(f"models and test split unchanged ({inputs_key}): reusing {previous}")
+            return StepReport(time.perf_counter() - start, last | {"reused": True})
     results, seen = {}, {}
     for label, (spec, fingerprint) in models.items():
         model, path = teachers.load(spec)
@@ -435,5 +463,13 @@ def score_models(
         )
         results[label] = metrics | {"seconds": round(time.perf_counter() - t0, 1), "fingerprint": fingerprint}
         log(f"{label}: nDCG@10 {metrics['ndcg_at_10']:.4f}")
-    write_json(out / "scores.json", {"split": split, "recipe": recipe_name, "results": results})
-    return StepReport(time.perf_counter() - start, {"split": split, "results": results})
+    report = {"split": split, "recipe": recipe_name, "results": results, "inputs_key": inputs_key, "reused": False}
+    write_json(out / "scores.json", report)
+    return StepReport(time.perf_counter() - start, report)
+
+
+def teachers_path(teachers: TeachersResource, spec: EncoderSpec) -> str:
+    """The folder (or hub id) a spec's model resolves to, without loading it."""
+    from retriever_assets.core.encoding import resolve_model_path
+
+    return resolve_model_path(spec.model, cache_dir=Path(teachers.model_cache_dir))

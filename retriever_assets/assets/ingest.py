@@ -8,11 +8,27 @@ from resources import DataRootResource, StorageResource
 from retriever_assets import steps
 from retriever_assets.assets._meta import OWNERS, table
 from retriever_assets.configs import QaCorpusConfig
+from retriever_assets.core.corpus import folder_fingerprint
 from retriever_assets.partitions import dataset_partitions
+
+
+@dg.observable_source_asset(
+    partitions_def=dataset_partitions,
+    group_name="ingest",
+    owners=OWNERS,
+    automation_condition=dg.AutomationCondition.cron_tick_passed("*/15 * * * *"),
+)
+def raw_qa_folder(context: dg.AssetExecutionContext, data_root: DataRootResource) -> dg.DataVersionsByPartition:
+    """The dataset's BEIR folder as found in the data root; its data version is a hash of the files' bytes."""
+    keys = [context.partition_key] if context.has_partition_key else data_root.discover()[0]
+    return dg.DataVersionsByPartition(
+        {key: dg.DataVersion(folder_fingerprint(data_root.dataset_dir(key))) for key in keys}
+    )
 
 
 @dg.asset(
     partitions_def=dataset_partitions,
+    deps=[raw_qa_folder],
     group_name="ingest",
     kinds={"polars", "parquet"},
     owners=OWNERS,

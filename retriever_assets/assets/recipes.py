@@ -138,6 +138,7 @@ def build_recipe_assets(recipe: MiningRecipe, *, default: bool) -> list:
                 "final_loss": v["loss_curve"][-1][1] if v["loss_curve"] else None,
                 "loss_curve": dg.MetadataValue.md(plots.loss_curve(v["loss_curve"])),
                 "resumed_from_checkpoint": v["resumed_from"] or "no",
+                "reused_unchanged_inputs": v.get("reused", False),
                 "settings": dg.MetadataValue.json(v["settings"]),
                 "seconds": round(report.seconds, 2),
             },
@@ -191,6 +192,7 @@ def build_recipe_assets(recipe: MiningRecipe, *, default: bool) -> list:
                 plots.bar_chart([r["model"] for r in rows], [r["ndcg_at_10"] for r in rows], title="nDCG@10")
             ),
             "mteb_result_json": dg.MetadataValue.path(student.get("result_json") or ""),
+            "reused_unchanged_inputs": report.values.get("reused", False),
             "seconds": round(report.seconds, 2),
         }
         return dg.MaterializeResult(metadata=metadata)

@@ -229,6 +229,21 @@ def load_beir_folder(
     return BeirCorpus(corpus=corpus, queries=query_frame, qrels=qrels, report=report)
 
 
+def folder_fingerprint(folder: Path | str) -> str:
+    """Hash of the bytes of a BEIR folder's files (corpus, queries, every qrels split): changes on any edit."""
+    folder = Path(folder)
+    files = [folder / "corpus.jsonl", folder / "queries.jsonl", *sorted((folder / "qrels").glob("*.tsv"))]
+    h = hashlib.blake2b(digest_size=16)
+    for path in files:
+        if not path.is_file():
+            continue
+        h.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        with path.open("rb") as fh:
+            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
 def positives_of(qrels: pl.DataFrame, split: str) -> pl.DataFrame:
     """(query_id, doc_id) pairs with a positive judgement in `split`."""
     return qrels.filter((pl.col("split") == split) & (pl.col("score") > 0)).select("query_id", "doc_id")

@@ -61,7 +61,8 @@ def build_training_examples(
     return dict(sorted(groups.items(), reverse=True))
 
 
-def _data_fingerprint(groups: dict[int, list[dict]], settings: TrainingSettings, base: str) -> str:
+def training_fingerprint(groups: dict[int, list[dict]], settings: TrainingSettings, base: str) -> str:
+    """Hash of the training examples, settings and base weights: equal fingerprints train the same student."""
     h = hashlib.blake2b(digest_size=12)
     h.update(json.dumps([asdict(settings), base], sort_keys=True).encode())
     for m, rows in groups.items():
@@ -96,7 +97,7 @@ def fine_tune_student(
 
     model.max_seq_length = settings.max_seq_length
     trainer_dir = output_dir / "trainer"
-    fingerprint = _data_fingerprint(groups, settings, base_identity)
+    fingerprint = training_fingerprint(groups, settings, base_identity)
     marker = trainer_dir / "fingerprint.txt"
     if trainer_dir.exists() and (not marker.exists() or marker.read_text() != fingerprint):
         shutil.rmtree(trainer_dir)  # checkpoints of other data or settings cannot be resumed

@@ -102,6 +102,13 @@ def test_checks_pass(pipeline):
     assert all(e.passed for e in evaluations if e.check_name != "full_negative_sets")
 
 
+def test_unchanged_inputs_reuse_the_student_and_the_scores(pipeline, tiny_encoder):
+    _, instance, resources, _ = pipeline
+    result = materialize(instance, resources, tiny_encoder, selection=["student_checkpoint", "mteb_scores"])
+    assert materializations(result, "student_checkpoint")[0].metadata["reused_unchanged_inputs"].value is True
+    assert materializations(result, "mteb_scores")[0].metadata["reused_unchanged_inputs"].value is True
+
+
 def test_editing_one_document_re_embeds_exactly_one(pipeline, scifact_slice_root, tiny_encoder, tmp_path):
     _, instance, resources, _ = pipeline
     corpus = scifact_slice_root / DATASET / "corpus.jsonl"
@@ -121,3 +128,4 @@ def test_editing_one_document_re_embeds_exactly_one(pipeline, scifact_slice_root
         assert versions["tiny"] > 1
     finally:
         corpus.write_text(original, encoding="utf-8")
+
