@@ -71,3 +71,7 @@ class StudentConfig(dg.Config):
 class ScoresConfig(dg.Config):
     batch_size: int = 64  # encode batch size during evaluation
     evaluate_teachers: bool = True  # also score each dense teacher (same weights are scored once)
+
+
+class LeaderboardConfig(dg.Config):
+    judge_model: str | None = None  # a stronger encoder for the false-negative audit (e.g. all-mpnet-base-v2)

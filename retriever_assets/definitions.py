@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from resources import DataRootResource, StorageResource, TeacherConfig, TeachersResource
+from retriever_assets.assets.compare import build_leaderboard_asset
 from retriever_assets.assets.embed import teacher_embeddings
 from retriever_assets.assets.ingest import qa_corpus, raw_qa_folder
 from retriever_assets.assets.mine import candidate_lists
@@ -19,13 +20,15 @@ from retriever_assets.sensors import dataset_folder_sensor
 
 BUNDLED = Path(__file__).parent / "bundled"
 
+RECIPES = load_recipes(os.environ.get("RETRIEVER_RECIPES"))
 recipe_assets, recipe_checks = [], []
-for i, recipe in enumerate(load_recipes(os.environ.get("RETRIEVER_RECIPES"))):
+for i, recipe in enumerate(RECIPES):
     built = build_recipe_assets(recipe, default=i == 0)
     recipe_assets += built
     recipe_checks += build_recipe_checks(recipe, built[0])
+leaderboard = build_leaderboard_asset(RECIPES, recipe_assets[2::3])
 
-ALL_ASSETS = [raw_qa_folder, qa_corpus, teacher_embeddings, candidate_lists, *recipe_assets]
+ALL_ASSETS = [raw_qa_folder, qa_corpus, teacher_embeddings, candidate_lists, *recipe_assets, leaderboard]
 ALL_CHECKS = recipe_checks
 
 defs = dg.Definitions(

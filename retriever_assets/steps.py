@@ -473,3 +473,63 @@ def teachers_path(teachers: TeachersResource, spec: EncoderSpec) -> str:
     from retriever_assets.core.encoding import resolve_model_path
 
     return resolve_model_path(spec.model, cache_dir=Path(teachers.model_cache_dir))
+
+
+# ---------------------------------------------------------------- leaderboard (compare recipes)
+
+
+def compare_recipes(
+    storage: StorageResource,
+    teachers: TeachersResource,
+    dataset: str,
+    recipe_names: list[str],
+    *,
+    judge_model: str | None,
+    log: Log,
+) -> StepReport:
+    """Leaderboard over every recipe that has scores, with the false-negative audit when a judge is set."""
+    from retriever_assets.core.leaderboard import build_leaderboard, false_negative_audit, to_markdown
+
+    start = time.perf_counter()
+    corpus, queries, qrels, manifest = read_corpus(storage, dataset)
+    scores, mining, training = {}, {}, {}
+    for name in recipe_names:
+        score_file = storage.dataset_dir(dataset, "scores", name) / "scores.json"
+        if not score_file.exists():
+            log(f"recipe {name}: no scores yet (materialize its mteb_scores); left out")
+            continue
+        scores[name] = json.loads(score_file.read_text())
+        mining[name] = json.loads((storage.dataset_dir(dataset, "negatives", name) / "stats.json").read_text())
+        training[name] = json.loads((storage.dataset_dir(dataset, "student", name) / "manifest.json").read_text())
+    if not scores:
+        raise RuntimeError(f"no recipe of {dataset!r} has MTEB scores yet: materialize mteb_scores first")
+    audits: dict[str, dict] = {}
+    if judge_model:
+        model, path = teachers.load(EncoderSpec(name="judge", model=judge_model))
+        q_text = dict(queries.select("query_id", "text").iter_rows())
+        d_text = {d: document_text(t, x) for d, t, x in corpus.select("doc_id", "title", "text").iter_rows()}
+        cache: dict[tuple[str, str], np.ndarray] = {}
+
+        def vectors(kind: str, ids):
+            missing = sorted({i for i in ids if (kind, i) not in cache})
+            if missing:
+                texts = [q_text[i] if kind == "q" else d_text[i] for i in missing]
+                encoded = model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, batch_size=32)
+                cache.update({(kind, i): v for i, v in zip(missing, encoded, strict=True)})
+            return np.stack([cache[(kind, i)] for i in ids])
+
+        def judge(query_ids, doc_ids):
+            return np.einsum("ij,ij->i", vectors("q", query_ids), vectors("d", doc_ids))
+
+        positives = positives_of(qrels, manifest["train_split"])
+        for name in scores:
+            negatives = pl.read_parquet(storage.dataset_dir(dataset, "negatives", name) / "negatives.parquet")
+            audits[name] = false_negative_audit(negatives, positives, judge) | {"judge": path}
+            log(f"recipe {name}: {audits[name]['false_negative_share']:.1%} suspected false negatives")
+    board = build_leaderboard(scores, mining, training, audits)
+    out = storage.dataset_dir(dataset, "leaderboard")
+    board.write_csv(out / "leaderboard.csv")
+    (out / "leaderboard.md").write_text(to_markdown(board) + "\n")
+    write_json(out / "audit.json", audits)
+    return StepReport(time.perf_counter() - start, {"board": board, "audits": audits, "folder": str(out),
+                                                    "recipes": list(scores)})

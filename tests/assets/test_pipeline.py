@@ -39,6 +39,7 @@ def run_config(tiny: Path) -> dict:
                                           "save_steps": 3}},
         "mteb_scores": {"config": {"batch_size": 32}},
         "teacher_embeddings": {"config": {"batch_size": 32, "chunk_size": 100}},
+        "leaderboard": {"config": {"judge_model": str(tiny)}},
     }}
 
 
@@ -93,6 +94,18 @@ def test_negatives_are_recorded_and_exported(pipeline):
     assert ntuple.column_names == ["anchor", "positive", "negative_1", "negative_2", "negative_3", "negative_4"]
     first = json.loads((folder / "flag_embedding.jsonl").read_text().splitlines()[0])
     assert set(first) == {"query", "pos", "neg"}
+
+
+def test_leaderboard_and_audit(pipeline):
+    result, _, _, storage = pipeline
+    meta = materializations(result, "leaderboard")[0].metadata
+    models = [r.data["model"] for r in meta["leaderboard"].value.records]
+    assert set(models) == {"base student", "student: percpos-0.95", "teacher tiny"}
+    audit = meta["false_negative_audit"].value["percpos-0.95"]
+    assert audit["negatives"] > 0 and 0 <= audit["false_negative_share"] <= 1
+    folder = storage / DATASET / "leaderboard"
+    assert pl.read_csv(folder / "leaderboard.csv").height == 3
+    assert (folder / "leaderboard.md").read_text().startswith("| model |")
 
 
 def test_checks_pass(pipeline):

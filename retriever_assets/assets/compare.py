@@ -1,0 +1,54 @@
+"""Compare recipes: a leaderboard over every recipe's student, the base model and the dense teachers."""
+
+import os
+
+import dagster as dg
+
+from resources import StorageResource, TeachersResource
+from retriever_assets import steps
+from retriever_assets.assets._meta import OWNERS, table
+from retriever_assets.configs import LeaderboardConfig
+from retriever_assets.core import plots
+from retriever_assets.core.mining import MiningRecipe
+from retriever_assets.partitions import dataset_partitions
+
+
+def build_leaderboard_asset(recipes: list[MiningRecipe], score_assets: list) -> dg.AssetsDefinition:
+    names = [r.name for r in recipes]
+
+    @dg.asset(
+        name="leaderboard",
+        partitions_def=dataset_partitions,
+        deps=score_assets,
+        group_name="evaluate",
+        kinds={"polars", "mteb"},
+        owners=OWNERS,
+        code_version="1",
+        description="Every recipe's student against the base model and the teachers, with mining statistics.",
+    )
+    def leaderboard(
+        context: dg.AssetExecutionContext, config: LeaderboardConfig, storage: StorageResource,
+        teachers: TeachersResource,
+    ) -> dg.MaterializeResult:
+        judge = config.judge_model or os.environ.get("RETRIEVER_JUDGE_MODEL") or None
+        report = steps.compare_recipes(storage, teachers, context.partition_key, names, judge_model=judge,
+                                       log=context.log.info)
+        board = report.values["board"]
+        rows = board.to_dicts()
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": board.height,
+                "recipes_compared": len(report.values["recipes"]),
+                "leaderboard": table([{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()}
+                                      for r in rows]),
+                "chart": dg.MetadataValue.md(plots.bar_chart(board["model"].to_list(),
+                                                             board["ndcg_at_10"].to_list(), title="nDCG@10")),
+                "false_negative_audit": dg.MetadataValue.json(
+                    {k: {kk: vv for kk, vv in v.items() if kk != "examples"} for k, v in report.values["audits"].items()}
+                    or {"judge": "none configured (set judge_model or RETRIEVER_JUDGE_MODEL)"}),
+                "exports": dg.MetadataValue.path(report.values["folder"]),
+                "seconds": round(report.seconds, 2),
+            }
+        )
+
+    return leaderboard

@@ -1,0 +1,82 @@
+"""Recipe comparison: one row per model (base, dense teachers, each recipe's student) and the false-negative audit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import polars as pl
+
+METRICS = ("ndcg_at_10", "recall_at_100", "mrr_at_10", "map_at_10")
+
+
+def build_leaderboard(scores: dict[str, dict], mining: dict[str, dict], training: dict[str, dict],
+                      audits: dict[str, dict] | None = None) -> pl.DataFrame:
+    """Rows for base, teachers and every recipe's student, best nDCG@10 first.
+
+    `scores[recipe]` is a recipe's scores.json, `mining[recipe]` its negatives stats.json and `training[recipe]`
+    its student manifest; base and teacher rows are taken once (they are the same for every recipe).
+    """
+    rows: dict[str, dict] = {}
+    for recipe, data in scores.items():
+        for label, result in data["results"].items():
+            is_student = label.startswith("student")
+            name = f"student: {recipe}" if is_student else label
+            if name in rows:
+                continue
+            row = {"model": name, "recipe": recipe if is_student else None}
+            row |= {m: float(result[m]) for m in METRICS}
+            if is_student:
+                stats, train = mining.get(recipe, {}), training.get(recipe, {})
+                candidates = max(stats.get("candidates", 0), 1)
+                row |= {
+                    "share_dropped_by_rule": stats.get("candidates_dropped_by_rule", 0) / candidates,
+                    "mean_negative_score": stats.get("mean_negative_score"),
+                    "queries_short": stats.get("queries_short"),
+                    "train_seconds": train.get("train_seconds"),
+                    "student_seed": (train.get("settings") or {}).get("seed"),
+                    "false_negative_share": (audits or {}).get(recipe, {}).get("false_negative_share"),
+                }
+            rows[name] = row
+    frame = pl.DataFrame(list(rows.values()), infer_schema_length=None)
+    base = frame.filter(pl.col("model") == "base student")["ndcg_at_10"]
+    if base.len():
+        frame = frame.with_columns(delta_ndcg_at_10=pl.col("ndcg_at_10") - base[0])
+    return frame.sort("ndcg_at_10", descending=True)
+
+
+def to_markdown(frame: pl.DataFrame) -> str:
+    """A GitHub-style table with 4 decimals."""
+    cols = frame.columns
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in frame.iter_rows():
+        cells = [f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v)) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def false_negative_audit(
+    negatives: pl.DataFrame,  # query_id, doc_id
+    positives: pl.DataFrame,  # query_id, doc_id
+    judge: Callable[[Sequence[str], Sequence[str]], np.ndarray],  # (query_ids, doc_ids) -> judge scores
+) -> dict:
+    """Share of kept negatives that a (stronger) judge scores at or above the query's lowest positive.
+
+    This is the paper's false-negative analysis made measurable: a negative the judge ranks as high as a
+    known positive is likely an unlabelled positive.
+    """
+    if negatives.height == 0:
+        return {"negatives": 0, "suspected_false_negatives": 0, "false_negative_share": 0.0}
+    pos = positives.join(negatives.select("query_id").unique(), on="query_id", how="semi")
+    pos = pos.with_columns(judge=pl.Series(judge(pos["query_id"].to_list(), pos["doc_id"].to_list()),
+                                           dtype=pl.Float64))
+    neg = negatives.select("query_id", "doc_id").with_columns(
+        judge=pl.Series(judge(negatives["query_id"].to_list(), negatives["doc_id"].to_list()), dtype=pl.Float64))
+    lowest = pos.group_by("query_id").agg(pl.col("judge").min().alias("pos_judge"))
+    flagged = neg.join(lowest, on="query_id").filter(pl.col("judge") >= pl.col("pos_judge"))
+    return {
+        "negatives": neg.height,
+        "suspected_false_negatives": flagged.height,
+        "false_negative_share": flagged.height / neg.height,
+        "examples": flagged.head(5).select("query_id", "doc_id").rows(),
+    }

@@ -1,0 +1,45 @@
+"""Leaderboard rows and the false-negative audit on tiny hand-built data."""
+
+import numpy as np
+import polars as pl
+import pytest
+
+from retriever_assets.core.leaderboard import build_leaderboard, false_negative_audit, to_markdown
+
+
+def scores(student):
+    return {"results": {
+        "base student": {"ndcg_at_10": 0.60, "recall_at_100": 0.9, "mrr_at_10": 0.5, "map_at_10": 0.5},
+        "student (x)": {"ndcg_at_10": student, "recall_at_100": 0.92, "mrr_at_10": 0.55, "map_at_10": 0.52},
+        "teacher minilm": {"ndcg_at_10": 0.60, "recall_at_100": 0.9, "mrr_at_10": 0.5, "map_at_10": 0.5},
+    }}
+
+
+def test_leaderboard_has_one_row_per_model_sorted_with_deltas():
+    board = build_leaderboard(
+        {"naive": scores(0.70), "percpos": scores(0.68)},
+        {"naive": {"candidates": 100, "candidates_dropped_by_rule": 0, "mean_negative_score": 0.8,
+                   "queries_short": 0},
+         "percpos": {"candidates": 100, "candidates_dropped_by_rule": 25, "mean_negative_score": 0.6,
+                     "queries_short": 3}},
+        {"naive": {"train_seconds": 10.0, "settings": {"seed": 42}}, "percpos": {"train_seconds": 9.0}},
+        {"percpos": {"false_negative_share": 0.1}},
+    )
+    assert board["model"].to_list() == ["student: naive", "student: percpos", "base student", "teacher minilm"]
+    assert board["delta_ndcg_at_10"].to_list() == pytest.approx([0.10, 0.08, 0.0, 0.0])
+    assert board.filter(pl.col("recipe") == "percpos")["share_dropped_by_rule"][0] == pytest.approx(0.25)
+    assert "| student: naive |" in to_markdown(board)
+
+
+def test_audit_flags_negatives_the_judge_scores_at_or_above_the_lowest_positive():
+    judge_scores = {("q1", "p"): 0.8, ("q1", "p2"): 0.6, ("q1", "a"): 0.7, ("q1", "b"): 0.6, ("q1", "c"): 0.1,
+                    ("q2", "p"): 0.9, ("q2", "d"): 0.2}
+
+    def judge(qs, ds):
+        return np.array([judge_scores[(q, d)] for q, d in zip(qs, ds, strict=True)])
+
+    negatives = pl.DataFrame({"query_id": ["q1", "q1", "q1", "q2"], "doc_id": ["a", "b", "c", "d"]})
+    positives = pl.DataFrame({"query_id": ["q1", "q1", "q2"], "doc_id": ["p", "p2", "p"]})
+    audit = false_negative_audit(negatives, positives, judge)
+    assert audit["suspected_false_negatives"] == 2  # a (0.7 >= 0.6) and b (tie counts)
+    assert audit["false_negative_share"] == pytest.approx(0.5)

@@ -1,0 +1,47 @@
+"""Models load without remote code unless a teacher opts in, and only from safetensors."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from resources import TeacherConfig
+from retriever_assets.core.encoding import EncoderSpec, load_sentence_transformer
+
+
+def _with_remote_code(tiny_encoder, tmp_path):
+    folder = tmp_path / "remote"
+    shutil.copytree(tiny_encoder, folder)
+    marker = tmp_path / "remote_code_ran"
+    (folder / "evil.py").write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\n"
+        "from transformers import BertModel\n"
+        "class EvilModel(BertModel):\n    pass\n"
+    )
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "evil.EvilModel", "AutoConfig": "evil.EvilConfig"}
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder, marker
+
+
+def test_trust_remote_code_is_off_by_default(tiny_encoder, tmp_path):
+    assert TeacherConfig(name="t").trust_remote_code is False
+    folder, marker = _with_remote_code(tiny_encoder, tmp_path)
+    try:
+        load_sentence_transformer(EncoderSpec(name="t", model=str(folder)), device="cpu")
+    except Exception:  # refusing to load is fine too; running the code is not
+        pass
+    assert not marker.exists()
+
+
+def test_pickled_weights_are_refused(tiny_encoder, tmp_path):
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_encoder, folder)
+    state = load_file(str(folder / "model.safetensors"))
+    (folder / "model.safetensors").unlink()
+    torch.save(state, folder / "pytorch_model.bin")
+    with pytest.raises(Exception, match="(?i)safetensors|no file named|does not appear"):
+        load_sentence_transformer(EncoderSpec(name="t", model=str(folder)), device="cpu")
