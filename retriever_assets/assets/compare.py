@@ -44,7 +44,8 @@ def build_leaderboard_asset(recipes: list[MiningRecipe], score_assets: list) -> 
                 "chart": dg.MetadataValue.md(plots.bar_chart(board["model"].to_list(),
                                                              board["ndcg_at_10"].to_list(), title="nDCG@10")),
                 "false_negative_audit": dg.MetadataValue.json(
-                    {k: {kk: vv for kk, vv in v.items() if kk != "examples"} for k, v in report.values["audits"].items()}
+                    {name: {k: v for k, v in audit.items() if k != "examples"}
+                     for name, audit in report.values["audits"].items()}
                     or {"judge": "none configured (set judge_model or RETRIEVER_JUDGE_MODEL)"}),
                 "exports": dg.MetadataValue.path(report.values["folder"]),
                 "seconds": round(report.seconds, 2),
