@@ -114,7 +114,7 @@ def fine_tune_student(
         num_train_epochs=settings.epochs,
         per_device_train_batch_size=settings.batch_size,
         learning_rate=settings.learning_rate,
-        warmup_ratio=settings.warmup_ratio,
+        warmup_steps=settings.warmup_ratio,  # a float < 1 is a ratio of the total steps in transformers 5
         seed=settings.seed,
         data_seed=settings.seed,
         batch_sampler=BatchSamplers.NO_DUPLICATES if settings.no_duplicates else BatchSamplers.BATCH_SAMPLER,
@@ -127,6 +127,7 @@ def fine_tune_student(
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
     )
 
     class _Progress(TrainerCallback):
