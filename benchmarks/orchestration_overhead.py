@@ -1,0 +1,87 @@
+"""Whole pipeline through Dagster vs the sum of its steps called directly (goal: ratio <= 1.10).
+
+    .venv/bin/python benchmarks/orchestration_overhead.py            # bundled demo-qa, real MiniLM
+
+Runs the six steps directly (fresh storage), then materializes the same six assets in-process through Dagster
+(fresh storage, ephemeral instance), and prints both wall times and their ratio.
+"""
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import dagster as dg  # noqa: E402
+
+from resources import DataRootResource, StorageResource, TeachersResource  # noqa: E402
+from retriever_assets import steps  # noqa: E402
+from retriever_assets.core.mining import MiningRecipe  # noqa: E402
+from retriever_assets.core.training import TrainingSettings  # noqa: E402
+from retriever_assets.definitions import ALL_ASSETS, ALL_CHECKS  # noqa: E402
+from retriever_assets.partitions import dataset_partitions  # noqa: E402
+
+BUNDLED = Path(__file__).resolve().parents[1] / "retriever_assets" / "bundled"
+DATASET = "demo-qa"
+
+
+def direct(root: str) -> dict[str, float]:
+    storage, teachers, log = StorageResource(root=root), TeachersResource(), (lambda m: None)
+    times = {}
+    t0 = time.perf_counter()
+    steps.ingest_corpus(storage, DATASET, BUNDLED / DATASET, mode="strict", train_split="train", test_split="test")
+    times["qa_corpus"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    steps.embed_teachers(storage, teachers, DATASET, batch_size=64, chunk_size=1024, log=log)
+    times["teacher_embeddings"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    steps.build_candidates(storage, teachers, DATASET, top_k=30, query_chunk=4096, doc_chunk=65536, log=log)
+    times["candidate_lists"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    steps.mine_negatives(storage, teachers, DATASET, MiningRecipe(), log=log)
+    times["hard_negatives"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    steps.train_student(storage, teachers, DATASET, MiningRecipe().name, base_model="all-MiniLM-L6-v2",
+                        settings=TrainingSettings(), log=log)
+    times["student_checkpoint"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    steps.score_models(storage, teachers, DATASET, MiningRecipe().name, batch_size=64, evaluate_teachers=True,
+                       log=log)
+    times["mteb_scores"] = time.perf_counter() - t0
+    return times
+
+
+def through_dagster(root: str) -> float:
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(dataset_partitions.name, [DATASET])
+    t0 = time.perf_counter()
+    result = dg.materialize(
+        [*ALL_ASSETS, *ALL_CHECKS], partition_key=DATASET, instance=instance,
+        selection=["qa_corpus", "teacher_embeddings", "candidate_lists", "hard_negatives", "student_checkpoint",
+                   "mteb_scores"],
+        resources={"data_root": DataRootResource(path=str(BUNDLED)), "storage": StorageResource(root=root),
+                   "teachers": TeachersResource()},
+    )
+    assert result.success
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        times = direct(a)
+        pipeline = through_dagster(b)
+    total = sum(times.values())
+    print(f"{'step':<22} {'seconds':>8}")
+    for name, seconds in times.items():
+        print(f"{name:<22} {seconds:>8.1f}")
+    print(f"{'sum of steps':<22} {total:>8.1f}")
+    print(f"{'Dagster materialize':<22} {pipeline:>8.1f}")
+    print(f"ratio pipeline/steps: {pipeline / total:.3f} (goal <= 1.10)")
+
+
+if __name__ == "__main__":
+    main()
