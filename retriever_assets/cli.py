@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--top-k", type=int)
         p.add_argument("--lenient", action="store_true", help="skip and count bad records instead of failing")
     run.add_argument("--dataset", required=True)
+    run.add_argument("--recipe", action="append",
+                     help="only these recipes' lineages (repeatable; default: every recipe in RETRIEVER_RECIPES)")
     args = parser.parse_args(argv)
 
     _env_defaults()
@@ -109,10 +111,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dataset {dataset!r} not found in {data_root.root()} (found: {', '.join(found) or 'none'})",
               file=sys.stderr)
         return 2
+    from retriever_assets.assets.recipes import recipe_key
+    from retriever_assets.definitions import RECIPES
+
     job = defs.resolve_implicit_global_asset_job_def()
+    selection = None
+    wanted = getattr(args, "recipe", None)
+    if wanted:
+        unknown = sorted(set(wanted) - {r.name for r in RECIPES})
+        if unknown:
+            print(f"unknown recipe(s) {unknown}; configured: {[r.name for r in RECIPES]}", file=sys.stderr)
+            return 2
+        selection = [dg.AssetKey(k) for k in ("qa_corpus", "teacher_embeddings",
+                                              "candidate_lists", "leaderboard")]
+        for i, recipe in enumerate(RECIPES):
+            if recipe.name in wanted:
+                prefix = [] if i == 0 else [recipe_key(recipe)]
+                selection += [dg.AssetKey([*prefix, n]) for n in ("hard_negatives", "student_checkpoint",
+                                                                  "mteb_scores")]
     result = job.execute_in_process(
         partition_key=dataset, instance=instance, run_config=run_config(args), raise_on_error=False,
-        tags={"launched_by": "retriever-assets cli"},
+        tags={"launched_by": "retriever-assets cli"}, asset_selection=selection,
     )
     if not result.success:
         for event in result.all_events:
@@ -123,8 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from retriever_assets.recipes import load_recipes
 
-    recipe = load_recipes(os.environ.get("RETRIEVER_RECIPES"))[0].name
-    _print_scores(defs.resources["storage"].root, dataset, recipe)
+    for recipe in load_recipes(os.environ.get("RETRIEVER_RECIPES")):
+        if wanted and recipe.name not in wanted:
+            continue
+        _print_scores(defs.resources["storage"].root, dataset, recipe.name)
     print(f"run id: {result.run_id} (open it with: dagster dev -w workspace.yaml)")
     return 0
 

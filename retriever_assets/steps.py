@@ -434,6 +434,7 @@ def score_models(
                 models[f"teacher {spec.name}"] = (spec, "")
     out = storage.dataset_dir(dataset, "scores", recipe_name)
     split_qrels = qrels.filter(pl.col("split") == split)
+    split_key = test_split_key(corpus, queries, split_qrels)
     inputs_key = _hash_rows([
         (documents_version(corpus),),
         (_hash_rows(queries.sort("query_id").select("query_id", "content_hash").iter_rows()),),
@@ -455,6 +456,13 @@ def score_models(
             results[label] = results[seen[fingerprint]] | {"same_as": seen[fingerprint]}
             continue
         seen[fingerprint] = label
+        # a model scored on the same test split before (e.g. the base student under another recipe) is reused
+        key = model_score_key(fingerprint, spec, split_key)
+        by_model = storage.dataset_dir(dataset, "scores", "by-model") / f"{key}.json"
+        if by_model.exists():
+            results[label] = json.loads(by_model.read_text()) | {"reused": True}
+            log(f"{label}: nDCG@10 {results[label]['ndcg_at_10']:.4f} (reused, same weights and test split)")
+            continue
         t0 = time.perf_counter()
         metrics = evaluate_retrieval(
             model, corpus=corpus, queries=queries, qrels=qrels, split=split, dataset=dataset,
@@ -462,10 +470,25 @@ def score_models(
             batch_size=batch_size, document_prompt=spec.document_prompt, query_prompt=spec.query_prompt,
         )
         results[label] = metrics | {"seconds": round(time.perf_counter() - t0, 1), "fingerprint": fingerprint}
+        write_json(by_model, {k: v for k, v in results[label].items() if k != "mteb_result"})
         log(f"{label}: nDCG@10 {metrics['ndcg_at_10']:.4f}")
     report = {"split": split, "recipe": recipe_name, "results": results, "inputs_key": inputs_key, "reused": False}
     write_json(out / "scores.json", report)
     return StepReport(time.perf_counter() - start, report)
+
+
+def test_split_key(corpus: pl.DataFrame, queries: pl.DataFrame, split_qrels: pl.DataFrame) -> str:
+    """Changes when the documents, the queries or the split's judgements change."""
+    return _hash_rows([
+        (documents_version(corpus),),
+        (_hash_rows(queries.sort("query_id").select("query_id", "content_hash").iter_rows()),),
+        (_hash_rows(split_qrels.sort("query_id", "doc_id").iter_rows()),),
+    ])[:16]
+
+
+def model_score_key(fingerprint: str, spec: EncoderSpec, split_key: str) -> str:
+    """What decides a model's test score: its weights, how it encodes, and the test split's data."""
+    return _hash_rows([(fingerprint, spec.max_seq_length, spec.query_prompt, spec.document_prompt, split_key)])
 
 
 def teachers_path(teachers: TeachersResource, spec: EncoderSpec) -> str:
