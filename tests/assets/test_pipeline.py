@@ -72,6 +72,9 @@ def test_whole_chain_materializes(pipeline):
     for key in ["qa_corpus", "teacher_embeddings", "candidate_lists", "hard_negatives", "student_checkpoint",
                 "mteb_scores"]:
         assert len(materializations(result, key)) == 1, key
+    embed = {r.data["teacher"]: r.data for r in
+             materializations(result, "teacher_embeddings")[0].metadata["teachers"].value.records}
+    assert embed["tiny"]["truncated_items"] > 0  # SciFact abstracts are longer than the tiny model's 64 tokens
     scores = materializations(result, "mteb_scores")[0].metadata
     assert 0 <= scores["ndcg_at_10"].value <= 1
     assert "delta_ndcg_at_10" in scores
