@@ -29,7 +29,7 @@ from retriever_assets.core.encoding import (
     model_fingerprint,
     plan_embedding_update,
 )
-from retriever_assets.core.export import ntuple_rows, to_ntuple_dataset, write_flag_jsonl
+from retriever_assets.core.export import ntuple_rows, to_ntuple_dataset, to_triplet_dataset, write_flag_jsonl
 from retriever_assets.core.mining import MiningRecipe, MiningResult, mine_hard_negatives
 from retriever_assets.core.training import (
     TrainingSettings,
@@ -265,7 +265,7 @@ def build_candidates(
     train_q = training_queries(queries, qrels, manifest["train_split"])
     positives = positives_of(qrels, manifest["train_split"])
     query_ids, doc_ids = train_q["query_id"].to_list(), corpus["doc_id"].to_list()
-    all_c, all_p, per_teacher = [], [], []
+    all_c, all_p, per_teacher, versions_read = [], [], [], {}
     device = teachers.resolved_device()
     for spec in teachers.specs().values():
         t0 = time.perf_counter()
@@ -282,6 +282,7 @@ def build_candidates(
             )
         else:
             store = storage.embedding_store(dataset, spec.name)
+            versions_read[spec.name] = store.version()
             q_vec = store.vectors("query", query_ids)  # (n_queries, dim)
             d_vec = store.vectors("document", doc_ids)  # (n_docs, dim)
             c, p = cand.dense_candidates(
@@ -306,9 +307,11 @@ def build_candidates(
     candidates, positive_scores = pl.concat(all_c), pl.concat(all_p)
     write_parquet(candidates, out / "candidates.parquet")
     write_parquet(positive_scores, out / "positives.parquet")
-    write_json(out / "manifest.json", {"top_k": top_k, "teachers": list(teachers.specs()), "queries": len(query_ids)})
+    write_json(out / "manifest.json", {"top_k": top_k, "teachers": list(teachers.specs()), "queries": len(query_ids),
+                                       "lancedb_table_versions_read": versions_read})
     return StepReport(time.perf_counter() - start, {"top_k": top_k, "queries": len(query_ids),
-                                                    "rows": candidates.height, "teachers": per_teacher})
+                                                    "rows": candidates.height, "teachers": per_teacher,
+                                                    "lancedb_table_versions_read": versions_read})
 
 
 # ---------------------------------------------------------------- 4. hard_negatives
@@ -340,6 +343,12 @@ def mine_negatives(
     ntuple_dir = out / "ntuple"
     shutil.rmtree(ntuple_dir, ignore_errors=True)
     to_ntuple_dataset(rows, recipe.num_negatives).save_to_disk(str(ntuple_dir))
+    # triplets keep every negative, including those of queries short of n
+    all_rows = build_training_examples(result.negatives, positives, q_text, d_text)
+    triplet_dir = out / "triplet"
+    shutil.rmtree(triplet_dir, ignore_errors=True)
+    to_triplet_dataset([r for group in all_rows.values() for r in group], recipe.num_negatives).save_to_disk(
+        str(triplet_dir))
     flag_lines = write_flag_jsonl(out / "flag_embedding.jsonl", result.negatives, positives, q_text, d_text)
     log(f"{recipe.name}: {result.negatives.height} negatives, {result.stats['queries_short']} queries short")
     return result, StepReport(

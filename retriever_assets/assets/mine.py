@@ -34,6 +34,7 @@ def candidate_lists(
             "top_k": config.top_k,
             "training_queries": report.values["queries"],
             "teachers": table(report.values["teachers"]),
+            "lancedb_table_versions_read": dg.MetadataValue.json(report.values["lancedb_table_versions_read"]),
             "seconds": round(report.seconds, 2),
         }
     )

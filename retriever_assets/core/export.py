@@ -38,6 +38,17 @@ def to_ntuple_dataset(rows: list[dict[str, str]], n: int):
     return Dataset.from_dict({c: [r[c] for r in rows] for c in columns}, features=features)
 
 
+def to_triplet_dataset(rows: list[dict[str, str]], n: int):
+    """sentence-transformers triplet layout (anchor, positive, negative): one row per kept negative."""
+    from datasets import Dataset, Features, Value
+
+    triplets = [(r["anchor"], r["positive"], r[f"negative_{i}"]) for r in rows for i in range(1, n + 1)
+                if r.get(f"negative_{i}")]
+    features = Features({c: Value("string") for c in ("anchor", "positive", "negative")})
+    return Dataset.from_dict({"anchor": [t[0] for t in triplets], "positive": [t[1] for t in triplets],
+                              "negative": [t[2] for t in triplets]}, features=features)
+
+
 def write_flag_jsonl(
     path: Path, negatives: pl.DataFrame, positives: pl.DataFrame, query_text: dict[str, str], doc_text: dict[str, str]
 ) -> int:

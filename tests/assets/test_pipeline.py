@@ -95,6 +95,8 @@ def test_negatives_are_recorded_and_exported(pipeline):
 
     ntuple = load_from_disk(str(folder / "ntuple"))
     assert ntuple.column_names == ["anchor", "positive", "negative_1", "negative_2", "negative_3", "negative_4"]
+    triplets = load_from_disk(str(folder / "triplet"))
+    assert triplets.column_names == ["anchor", "positive", "negative"] and triplets.num_rows >= ntuple.num_rows
     first = json.loads((folder / "flag_embedding.jsonl").read_text().splitlines()[0])
     assert set(first) == {"query", "pos", "neg"}
 
