@@ -64,6 +64,11 @@ def read_corpus(storage: StorageResource, dataset: str) -> tuple[pl.DataFrame, p
     )
 
 
+def doc_texts(corpus: pl.DataFrame) -> dict[str, str]:
+    """doc_id -> the text models see (title and text)."""
+    return {d: document_text(t, x) for d, t, x in corpus.select("doc_id", "title", "text").iter_rows()}
+
+
 def training_queries(queries: pl.DataFrame, qrels: pl.DataFrame, split: str) -> pl.DataFrame:
     """Queries with at least one positive in the training split, in id order."""
     ids = positives_of(qrels, split).select("query_id").unique()
@@ -338,7 +343,7 @@ def mine_negatives(
 
     positives = positives_of(qrels, manifest["train_split"])
     q_text = dict(train_q.select("query_id", "text").iter_rows())
-    d_text = {d: document_text(t, x) for d, t, x in corpus.select("doc_id", "title", "text").iter_rows()}
+    d_text = doc_texts(corpus)
     rows = ntuple_rows(result.negatives, positives, q_text, d_text, recipe.num_negatives)
     ntuple_dir = out / "ntuple"
     shutil.rmtree(ntuple_dir, ignore_errors=True)
@@ -370,14 +375,12 @@ def train_student(
     settings: TrainingSettings,
     log: Log,
 ) -> StepReport:
-    from retriever_assets.core.encoding import EncoderSpec
-
     start = time.perf_counter()
     corpus, queries, qrels, manifest = read_corpus(storage, dataset)
     negatives = pl.read_parquet(storage.dataset_dir(dataset, "negatives", recipe_name) / "negatives.parquet")
     positives = positives_of(qrels, manifest["train_split"])
     q_text = dict(queries.select("query_id", "text").iter_rows())
-    d_text = {d: document_text(t, x) for d, t, x in corpus.select("doc_id", "title", "text").iter_rows()}
+    d_text = doc_texts(corpus)
     groups = build_training_examples(negatives, positives, q_text, d_text)
     spec = EncoderSpec(name="student", model=base_model, max_seq_length=settings.max_seq_length)
     model, base_path = teachers.load(spec)
@@ -539,7 +542,7 @@ def compare_recipes(
     if judge_model:
         model, path = teachers.load(EncoderSpec(name="judge", model=judge_model))
         q_text = dict(queries.select("query_id", "text").iter_rows())
-        d_text = {d: document_text(t, x) for d, t, x in corpus.select("doc_id", "title", "text").iter_rows()}
+        d_text = doc_texts(corpus)
         cache: dict[tuple[str, str], np.ndarray] = {}
 
         def vectors(kind: str, ids):
