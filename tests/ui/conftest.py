@@ -148,7 +148,7 @@ class ChainRun:
 # ---------------------------------------------------------------------------------------------- fixtures
 
 
-def _stop(proc: subprocess.Popen, port: int) -> None:
+def _stop(proc: subprocess.Popen) -> None:
     """Stop dagster dev and everything it started: SIGINT to its process group (by PID), escalate if needed."""
     pgid = proc.pid  # start_new_session=True: the group id is the server's PID
     for sig, grace in ((signal.SIGINT, 45), (signal.SIGTERM, 15), (signal.SIGKILL, 15)):
@@ -166,6 +166,28 @@ def _stop(proc: subprocess.Popen, port: int) -> None:
     proc.wait(timeout=15)
 
 
+def _wait_for_code_location(base: str, proc: subprocess.Popen, log: Path) -> tuple[str, str]:
+    """Poll /server_info, then the workspace, until the code location is loaded; its location and repository name."""
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while True:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"dagster dev did not come up (exit code {proc.poll()}):\n{_tail(log)}")
+        try:
+            urllib.request.urlopen(f"{base}/server_info", timeout=5).close()
+            entries = graphql(base, """{ workspaceOrError { ... on Workspace { locationEntries { name
+                locationOrLoadError { __typename ... on RepositoryLocation { repositories { name } }
+                                      ... on PythonError { message } } } } } }""")["workspaceOrError"]
+        except (OSError, urllib.error.URLError):
+            entries = {}
+        for entry in entries.get("locationEntries", []):
+            loaded = entry["locationOrLoadError"] or {}
+            if loaded.get("__typename") == "PythonError":
+                raise RuntimeError(f"code location {entry['name']} failed to load: {loaded['message']}")
+            if loaded.get("__typename") == "RepositoryLocation":
+                return entry["name"], loaded["repositories"][0]["name"]
+        time.sleep(1)
+
+
 @pytest.fixture(scope="session")
 def dagster_ui(tiny_encoder) -> DagsterUI:
     """`dagster dev -w workspace.yaml` on 127.0.0.1:<free port> over a fresh temporary DAGSTER_HOME."""
@@ -176,72 +198,57 @@ def dagster_ui(tiny_encoder) -> DagsterUI:
     except ImportError:
         _missing("the Python package playwright is not installed (pip install playwright; no browser download)")
 
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)  # this run's screenshots and log only
     root = Path(tempfile.mkdtemp(prefix="retriever-ui-"))
-    home, tmp = root / "dagster_home", root / "tmp"
-    home.mkdir()
-    tmp.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RETRIEVER_", "DAGSTER_"))}
-    env.update({
-        "DAGSTER_HOME": str(home), "TMPDIR": str(tmp),
-        "RETRIEVER_DATA_ROOT": str(REPO / "retriever_assets" / "bundled"),
-        "RETRIEVER_STORAGE": str(root / "storage"),
-        "RETRIEVER_TEACHER_MODEL": str(tiny_encoder),
-        "RETRIEVER_DEVICE": "cpu", "RETRIEVER_FORCE_CPU": "1",
-        "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(root / "hf"),
-        "MTEB_CACHE": str(root / "mteb"), "TOKENIZERS_PARALLELISM": "false",
-        "OMP_NUM_THREADS": "1",  # a small machine shared with other work
-    })
-    # Register the partition before the daemon starts: otherwise dataset_folder_sensor finds the folder first and
-    # launches an ingest run of its own next to ours.
-    subprocess.run([sys.executable, "-c", "import dagster as dg; "
-                    f"dg.DagsterInstance.get().add_dynamic_partitions('dataset', [{PARTITION!r}])"],
-                   cwd=REPO, env=env, check=True, capture_output=True, timeout=120)
-
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
     log = root / "dagster_dev.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,  # own process group: the whole tree is stopped by this PID
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # else dagster dev ignores SIGINT
-        )
+    proc = port = None
     try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        location = repository = None
-        while location is None:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"dagster dev did not come up (exit code {proc.poll()}):\n{_tail(log)}")
-            try:
-                urllib.request.urlopen(f"{base}/server_info", timeout=5).close()
-                entries = graphql(base, """{ workspaceOrError { ... on Workspace { locationEntries { name
-                    locationOrLoadError { __typename ... on RepositoryLocation { repositories { name } }
-                                          ... on PythonError { message } } } } } }""")["workspaceOrError"]
-                for entry in entries["locationEntries"]:
-                    loaded = entry["locationOrLoadError"] or {}
-                    if loaded.get("__typename") == "PythonError":
-                        raise RuntimeError(f"code location {entry['name']} failed to load: {loaded['message']}")
-                    if loaded.get("__typename") == "RepositoryLocation":
-                        location, repository = entry["name"], loaded["repositories"][0]["name"]
-            except (OSError, urllib.error.URLError):
-                pass
-            if location is None:
-                time.sleep(1)
+        home, tmp = root / "dagster_home", root / "tmp"
+        home.mkdir()
+        tmp.mkdir()
+        shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RETRIEVER_", "DAGSTER_"))}
+        env.update({
+            "DAGSTER_HOME": str(home), "TMPDIR": str(tmp),
+            "RETRIEVER_DATA_ROOT": str(REPO / "retriever_assets" / "bundled"),
+            "RETRIEVER_STORAGE": str(root / "storage"),
+            "RETRIEVER_TEACHER_MODEL": str(tiny_encoder),
+            "RETRIEVER_DEVICE": "cpu", "RETRIEVER_FORCE_CPU": "1",
+            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(root / "hf"),
+            "MTEB_CACHE": str(root / "mteb"), "TOKENIZERS_PARALLELISM": "false",
+            "OMP_NUM_THREADS": "1",  # a small machine shared with other work
+        })
+        # Register the partition before the daemon starts: otherwise dataset_folder_sensor finds the folder first
+        # and launches an ingest run of its own next to ours.
+        subprocess.run([sys.executable, "-c", "import dagster as dg; "
+                        f"dg.DagsterInstance.get().add_dynamic_partitions('dataset', [{PARTITION!r}])"],
+                       cwd=REPO, env=env, check=True, capture_output=True, timeout=120)
+
+        port = _free_port()
+        base = f"http://127.0.0.1:{port}"
+        with log.open("w") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,  # own process group: the whole tree is stopped by this PID
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # else dagster dev ignores SIGINT
+            )
+        location, repository = _wait_for_code_location(base, proc, log)
         graphql(base, "mutation { setNuxSeen }")  # the welcome pop-up of a fresh instance
         yield DagsterUI(base=base, port=port, pid=proc.pid, root=root, log=log, tiny_model=tiny_encoder,
                         location=location, repository=repository)
     finally:
-        _stop(proc, port)
+        if proc is not None:
+            _stop(proc)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         if log.exists():
             shutil.copy(log, ARTIFACTS / "dagster_dev.log")
         leftovers = _processes_mentioning(str(root))
         shutil.rmtree(root, ignore_errors=True)
-        assert not _group_alive(proc.pid), f"processes of dagster dev (group {proc.pid}) are still running"
-        assert not leftovers, f"processes still running from the test instance: {leftovers}"
-        assert not _port_open(port), f"something still listens on 127.0.0.1:{port}"
+        if proc is not None:
+            assert not _group_alive(proc.pid), f"processes of dagster dev (group {proc.pid}) are still running"
+            assert not leftovers, f"processes still running from the test instance: {leftovers}"
+            assert not _port_open(port), f"something still listens on 127.0.0.1:{port}"
 
 
 LAUNCH = """

@@ -43,10 +43,13 @@ def _save(page, artifacts: Path, name: str) -> None:
 
 
 def _open(chromium, url: str, width: int, height: int):
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=UI_TIMEOUT_MS)  # the graph is drawn seconds after the page loads
     page = chromium.new_page()
     page.set_viewport_size({"width": width, "height": height})
     page.set_default_timeout(UI_TIMEOUT_MS)
-    page.goto(url, wait_until="networkidle")
+    page.goto(url, wait_until="load")  # the UI keeps polling: wait on what is shown instead
     return page
 
 
