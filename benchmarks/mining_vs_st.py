@@ -214,6 +214,7 @@ def child(task: str, args) -> dict:
     inp = load_inputs(args.data, args.docs, args.seed)
     # import both sides' modules before any clock starts: in the pipeline they are loaded long before mining
     import datasets  # noqa: F401
+    import pandas  # noqa: F401  (sentence-transformers calls dataset.to_pandas())
     import sentence_transformers.util  # noqa: F401
     import torch  # noqa: F401
 

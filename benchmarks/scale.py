@@ -24,8 +24,10 @@ Queries come from the same clusters (another seed).
    `--ann-settings` nprobes:refine_factor pair; recall@30 against the exact top-30 of the grid cell with the same
    corpus and query count (run that cell, or the ANN part reports throughput without recall).
 
-Default: corpus 100k and 1M, queries 1k and 10k (4 cells), mining at 100k x 10k, ANN IVF_RQ on 1M with 10k queries.
-On 2 cores shared with other work the 1M x 10k cell dominates (7.7 TFLOP: about 3-6 minutes).
+Default (about 10 minutes on 2 busy cores): cells 100k x 1k, 100k x 10k and 1M x 10k (growth with query count at
+100k, with corpus size at 10k queries); mining at 100k x 10k; ANN IVF_RQ (4 bits) on 1M with the same 10k queries,
+nprobes 20 and 50. The 1M x 10k cell dominates (7.7 TFLOP: about 4-6 minutes when the cores are shared).
+`--corpus 100000,1000000 --queries 1000,10000` runs the full cross product instead.
 """
 
 from __future__ import annotations
@@ -146,13 +148,14 @@ def task_exact(args, n_docs: int, work: Path) -> dict:
 
     from retriever_assets.core.search import exact_top_k
 
+    counts = sorted(q for d, q in args.grid if d == n_docs)
     t0 = time.perf_counter()
     docs = generate(args, 1, n_docs)
-    queries = generate(args, 2, max(args.queries))
+    queries = generate(args, 2, max(counts))
     gen_s = time.perf_counter() - t0
     exact_top_k(queries[:64], docs[:GEN_BLOCK], args.k)  # thread pool and allocator warm-up
     cells = []
-    for n_q in sorted(args.queries):
+    for n_q in counts:
         q = queries[:n_q]
         with PeakRSS() as mem:
             t0 = time.perf_counter()
@@ -237,15 +240,16 @@ def task_ann(args, work: Path) -> dict:
     db_dir = tempfile.mkdtemp(prefix="lance_", dir=work)
     db = lancedb.connect(db_dir)
     with PeakRSS() as mem_build:
-        t0 = time.perf_counter()
+        b0 = time.perf_counter()
         table = db.create_table("vectors", data=pa.RecordBatchReader.from_batches(schema, batches()))
-        t1 = time.perf_counter()
+        b1 = time.perf_counter()
         if args.ann_index == "ivf_pq":
-            config = IvfPq(distance_type="cosine", num_sub_vectors=args.pq_sub_vectors)
+            config = IvfPq(distance_type="cosine", num_sub_vectors=args.pq_sub_vectors,
+                           num_partitions=args.partitions)
         else:
-            config = IvfRq(distance_type="cosine", num_bits=args.rq_bits)
+            config = IvfRq(distance_type="cosine", num_bits=args.rq_bits, num_partitions=args.partitions)
         table.create_index("vector", config=config)
-        t2 = time.perf_counter()
+        b2 = time.perf_counter()
     gen_s = gen_time["s"]  # generation runs inside create_table (streamed); reported apart from the write
     index = table.list_indices()[0]
     queries = generate(args, 2, args.ann_queries)
@@ -284,8 +288,8 @@ def task_ann(args, work: Path) -> dict:
         print(f"    ANN nprobes={nprobes or 'default'} refine={refine or 'none'}: {len(queries) / elapsed:8.1f} q/s, "
               f"recall@{args.k} " + (f"{recall:.4f}" if recall is not None else "n/a"), flush=True)
     size = sum(f.stat().st_size for f in Path(db_dir).rglob("*") if f.is_file())
-    return {"docs": n, "queries": len(queries), "write": t1 - t0 - gen_s, "write_incl_gen": t1 - t0, "gen": gen_s,
-            "index": t2 - t1, "index_type": index.index_type, "runs": runs, "disk_bytes": size,
+    return {"docs": n, "queries": len(queries), "write": b1 - b0 - gen_s, "write_incl_gen": b1 - b0, "gen": gen_s,
+            "index": b2 - b1, "index_type": index.index_type, "runs": runs, "disk_bytes": size,
             "build_rss_peak": mem_build.peak, "maxrss": maxrss(), "recall_available": exact is not None}
 
 
@@ -294,6 +298,10 @@ def task_ann(args, work: Path) -> dict:
 
 def ints(text: str) -> list[int]:
     return [int(float(v)) for v in text.split(",") if v]
+
+
+def cells(text: str) -> list[tuple[int, int]]:
+    return [tuple(int(float(v)) for v in cell.split("x")) for cell in text.split(",") if cell]
 
 
 def spawn(task: str, args, extra: list[str]) -> dict:
@@ -321,12 +329,14 @@ def machine() -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--corpus", type=ints, default=[100_000, 1_000_000], help="corpus sizes, comma separated")
-    p.add_argument("--queries", type=ints, default=[1_000, 10_000], help="query counts, comma separated (<= 100k)")
+    p.add_argument("--grid", type=cells, default=cells("100000x1000,100000x10000,1000000x10000"),
+                   help="DOCSxQUERIES cells, comma separated (default: %(default)s)")
+    p.add_argument("--corpus", type=ints, help="corpus sizes: with --queries, replaces --grid by their cross product")
+    p.add_argument("--queries", type=ints, help="query counts (<= 100,000), crossed with --corpus")
     p.add_argument("--k", type=int, default=30)
     p.add_argument("--query-chunk", type=int, default=4096)
     p.add_argument("--doc-chunk", type=int, default=65536)
-    p.add_argument("--floor-seconds", type=float, default=45.0, help="time budget of the matmul floor per cell")
+    p.add_argument("--floor-seconds", type=float, default=30.0, help="time budget of the matmul floor per cell")
     p.add_argument("--clusters", type=int, default=1000)
     p.add_argument("--noise", type=float, default=0.06, help="per-dimension std of a point around its centre")
     p.add_argument("--seed", type=int, default=0)
@@ -335,9 +345,10 @@ def main() -> None:
     p.add_argument("--ann-docs", type=int, default=None, help="default: largest --corpus; 0 = skip ANN")
     p.add_argument("--ann-queries", type=int, default=None, help="default: largest --queries")
     p.add_argument("--ann-index", choices=["ivf_rq", "ivf_pq"], default="ivf_rq")
-    p.add_argument("--rq-bits", type=int, default=1)
+    p.add_argument("--rq-bits", type=int, default=4, help="IVF_RQ bits per dimension (1 = plain RaBitQ)")
+    p.add_argument("--partitions", type=int, default=None, help="IVF partitions (default: LanceDB's choice)")
     p.add_argument("--pq-sub-vectors", type=int, default=48)
-    p.add_argument("--ann-settings", type=lambda s: s.split(","), default=["20:0", "20:10", "50:10"],
+    p.add_argument("--ann-settings", type=lambda s: s.split(","), default=["20:0", "50:0"],
                    help="nprobes:refine_factor pairs (0 = LanceDB default / no refine)")
     p.add_argument("--ann-batch", type=int, default=1000, help="queries per LanceDB search call")
     p.add_argument("--keep", action="store_true")
@@ -346,12 +357,16 @@ def main() -> None:
     p.add_argument("--work", help=argparse.SUPPRESS)
     p.add_argument("--n-docs", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.corpus or args.queries:
+        args.grid = [(d, q) for d in (args.corpus or sorted({d for d, _ in args.grid}))
+                     for q in (args.queries or sorted({q for _, q in args.grid}))]
+    args.grid = sorted(set(args.grid))
+    if max(q for _, q in args.grid) > 100_000:
+        p.error("at most 100,000 queries per cell")
     if args.ann_docs is None:
-        args.ann_docs = max(args.corpus)
+        args.ann_docs = max(d for d, _ in args.grid)
     if args.ann_queries is None:
-        args.ann_queries = max(args.queries)
-    if max(args.queries) > 100_000:
-        p.error("--queries: at most 100,000")
+        args.ann_queries = max((q for d, q in args.grid if d == args.ann_docs), default=10_000)
 
     if args.child:
         work = Path(args.work)
@@ -370,7 +385,7 @@ def main() -> None:
     print(f"machine: {machine()}", flush=True)
     try:
         grid, mine, ann = [], None, None
-        for n_docs in sorted(args.corpus):
+        for n_docs in sorted({d for d, _ in args.grid}):
             print(f"  exact grid, corpus {n_docs:,} (fresh process)", flush=True)
             res = spawn("exact", args, ["--n-docs", str(n_docs)])
             grid += [c | {"maxrss": res["maxrss"], "gen_seconds": res["gen_seconds"]} for c in res["cells"]]
@@ -394,9 +409,10 @@ def main() -> None:
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for c in grid:
         f = c["floor"]
+        ns_pair = c["ours"] / (c["docs"] * c["queries"]) * 1e9
         print(f"| {c['docs']:,} | {c['queries']:,} | {c['ours']:.1f} | {c['ours_qps']:,.0f} | {c['ours_gflops']:.1f} | "
               f"{f['seconds']:.1f} | {f['gflops']:.1f} ({f['measured_share']:.0%}) | {c['ours'] / f['seconds']:.2f} | "
-              f"{c['rss_peak'] / GIB:.2f} ({c['rss_growth'] / GIB:.2f}) | {c['ours'] / (c['docs'] * c['queries']) * 1e9:.3f} |")
+              f"{c['rss_peak'] / GIB:.2f} ({c['rss_growth'] / GIB:.2f}) | {ns_pair:.3f} |")
     if len(grid) > 1:
         base = min(grid, key=lambda c: c["docs"] * c["queries"])
         print()
@@ -422,10 +438,12 @@ def main() -> None:
     if ann:
         exact_cell = next((c for c in grid if c["docs"] == ann["docs"] and c["queries"] == ann["queries"]), None)
         print()
-        print(f"LanceDB {ann['index_type']} on {ann['docs']:,} docs: write {ann['write']:.1f} s (+ {ann['gen']:.1f} s "
+        detail = f"{args.rq_bits} bits" if args.ann_index == "ivf_rq" else f"{args.pq_sub_vectors} sub-vectors"
+        print(f"LanceDB {ann['index_type']} ({detail}, {args.partitions or 'default'} partitions, cosine) on "
+              f"{ann['docs']:,} docs: write {ann['write']:.1f} s (+ {ann['gen']:.1f} s "
               f"generating), index build {ann['index']:.1f} s, {ann['disk_bytes'] / GIB:.2f} GiB on disk, build "
               f"peak RSS {ann['build_rss_peak'] / GIB:.2f} GiB")
-        print("| search | q/s | speed-up vs exact | recall@%d |" % args.k)
+        print(f"| search | q/s | speed-up vs exact | recall@{args.k} |")
         print("|---|---:|---:|---:|")
         if exact_cell:
             print(f"| exact_top_k (torch) | {exact_cell['ours_qps']:,.0f} | 1.0 | 1.0000 |")
