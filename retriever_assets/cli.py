@@ -44,14 +44,24 @@ def _print_scores(storage_root: str, dataset: str, recipe: str) -> None:
     print(f"\nresult JSON: {Path(storage_root) / dataset / 'scores' / recipe}")
 
 
-def run_config(args) -> dict:
+def run_config(args, recipe_prefixes: list[str] | None = None) -> dict:
+    """Run config from the command line; student and score settings apply to every recipe's lineage.
+
+    `recipe_prefixes` are the op-name prefixes of the recipes ("" for the default recipe, "naive__", ...).
+    """
     ops: dict = {}
     student = {k: v for k, v in {
         "epochs": args.epochs, "batch_size": args.batch_size, "base_model": args.base_model,
         "max_seq_length": args.max_seq_length, "seed": args.seed, "learning_rate": args.learning_rate,
+        "max_train_queries": getattr(args, "max_train_queries", None),
     }.items() if v is not None}
-    if student:
-        ops["student_checkpoint"] = {"config": student}
+    scores = {k: v for k, v in {"max_seq_length": getattr(args, "eval_max_seq_length", None)}.items()
+              if v is not None}
+    for prefix in recipe_prefixes if recipe_prefixes is not None else [""]:
+        if student:
+            ops[f"{prefix}student_checkpoint"] = {"config": dict(student)}
+        if scores:
+            ops[f"{prefix}mteb_scores"] = {"config": dict(scores)}
     if args.lenient:
         ops["qa_corpus"] = {"config": {"validation_mode": "lenient"}}
     if args.top_k is not None:
@@ -75,7 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--base-model")
         p.add_argument("--max-seq-length", type=int)
         p.add_argument("--learning-rate", type=float)
-        p.add_argument("--seed", type=int)
+        p.add_argument("--seed", type=int, help="student training seed for every recipe (default: each "
+                       "recipe's student_seed, else 42)")
+        p.add_argument("--max-train-queries", type=int,
+                       help="train each student on the same fixed subset of this many training queries")
+        p.add_argument("--eval-max-seq-length", type=int,
+                       help="encode length when scoring (default: the training length)")
         p.add_argument("--top-k", type=int)
         p.add_argument("--lenient", action="store_true", help="skip and count bad records instead of failing")
     run.add_argument("--dataset", required=True)
@@ -129,8 +144,10 @@ def main(argv: list[str] | None = None) -> int:
                 prefix = [] if i == 0 else [recipe_key(recipe)]
                 selection += [dg.AssetKey([*prefix, n]) for n in ("hard_negatives", "student_checkpoint",
                                                                   "mteb_scores")]
+    prefixes = ["" if i == 0 else f"{recipe_key(r)}__" for i, r in enumerate(RECIPES)
+                if not wanted or r.name in wanted]
     result = job.execute_in_process(
-        partition_key=dataset, instance=instance, run_config=run_config(args), raise_on_error=False,
+        partition_key=dataset, instance=instance, run_config=run_config(args, prefixes), raise_on_error=False,
         tags={"launched_by": "retriever-assets cli"}, asset_selection=selection,
     )
     if not result.success:

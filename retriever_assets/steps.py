@@ -6,6 +6,7 @@ directly to measure orchestration overhead. No Dagster import here.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -35,6 +36,7 @@ from retriever_assets.core.training import (
     TrainingSettings,
     build_training_examples,
     fine_tune_student,
+    select_training_queries,
     training_fingerprint,
 )
 
@@ -379,6 +381,11 @@ def train_student(
     corpus, queries, qrels, manifest = read_corpus(storage, dataset)
     negatives = pl.read_parquet(storage.dataset_dir(dataset, "negatives", recipe_name) / "negatives.parquet")
     positives = positives_of(qrels, manifest["train_split"])
+    if settings.max_queries is not None:
+        chosen = select_training_queries(positives["query_id"].to_list(), settings.max_queries)
+        positives = positives.filter(pl.col("query_id").is_in(chosen))
+        negatives = negatives.filter(pl.col("query_id").is_in(chosen))
+        log(f"training on a fixed subset of {len(chosen)} training queries (max_train_queries)")
     q_text = dict(queries.select("query_id", "text").iter_rows())
     d_text = doc_texts(corpus)
     groups = build_training_examples(negatives, positives, q_text, d_text)
@@ -425,6 +432,7 @@ def score_models(
     *,
     batch_size: int,
     evaluate_teachers: bool,
+    max_seq_length: int | None = None,
     log: Log,
 ) -> StepReport:
     from retriever_assets.core.evaluation import evaluate_retrieval
@@ -433,7 +441,7 @@ def score_models(
     corpus, queries, qrels, manifest = read_corpus(storage, dataset)
     student = json.loads((storage.dataset_dir(dataset, "student", recipe_name) / "manifest.json").read_text())
     split = manifest["test_split"]
-    seq = student["settings"]["max_seq_length"]
+    seq = max_seq_length or student["settings"]["max_seq_length"]
     models: dict[str, tuple[EncoderSpec, str]] = {
         "base student": (EncoderSpec(name="base", model=student["base_model"], max_seq_length=seq),
                          student["base_fingerprint"]),
@@ -443,7 +451,8 @@ def score_models(
     if evaluate_teachers:
         for spec in teachers.specs().values():
             if spec.kind == "dense":
-                models[f"teacher {spec.name}"] = (spec, "")
+                models[f"teacher {spec.name}"] = (dataclasses.replace(spec, max_seq_length=seq)
+                                                  if max_seq_length else spec, "")
     out = storage.dataset_dir(dataset, "scores", recipe_name)
     split_qrels = qrels.filter(pl.col("split") == split)
     split_key = test_split_key(corpus, queries, split_qrels)
@@ -484,7 +493,8 @@ def score_models(
         results[label] = metrics | {"seconds": round(time.perf_counter() - t0, 1), "fingerprint": fingerprint}
         write_json(by_model, {k: v for k, v in results[label].items() if k != "mteb_result"})
         log(f"{label}: nDCG@10 {metrics['ndcg_at_10']:.4f}")
-    report = {"split": split, "recipe": recipe_name, "results": results, "inputs_key": inputs_key, "reused": False}
+    report = {"split": split, "recipe": recipe_name, "results": results, "inputs_key": inputs_key, "reused": False,
+              "max_seq_length": seq}
     write_json(out / "scores.json", report)
     return StepReport(time.perf_counter() - start, report)
 
@@ -523,7 +533,12 @@ def compare_recipes(
     log: Log,
 ) -> StepReport:
     """Leaderboard over every recipe that has scores, with the false-negative audit when a judge is set."""
-    from retriever_assets.core.leaderboard import build_leaderboard, false_negative_audit, to_markdown
+    from retriever_assets.core.leaderboard import (
+        build_leaderboard,
+        false_negative_audit,
+        summarize_seeds,
+        to_markdown,
+    )
 
     start = time.perf_counter()
     corpus, queries, qrels, manifest = read_corpus(storage, dataset)
@@ -564,7 +579,11 @@ def compare_recipes(
     board = build_leaderboard(scores, mining, training, audits)
     out = storage.dataset_dir(dataset, "leaderboard")
     board.write_csv(out / "leaderboard.csv")
+    seeds = summarize_seeds(board)
     (out / "leaderboard.md").write_text(to_markdown(board) + "\n")
+    if seeds.height:
+        seeds.write_csv(out / "seeds.csv")
+        (out / "seeds.md").write_text(to_markdown(seeds) + "\n")
     write_json(out / "audit.json", audits)
-    return StepReport(time.perf_counter() - start, {"board": board, "audits": audits, "folder": str(out),
-                                                    "recipes": list(scores)})
+    return StepReport(time.perf_counter() - start, {"board": board, "seeds": seeds, "audits": audits,
+                                                    "folder": str(out), "recipes": list(scores)})

@@ -41,6 +41,8 @@ def build_leaderboard_asset(recipes: list[MiningRecipe], score_assets: list) -> 
                 "recipes_compared": len(report.values["recipes"]),
                 "leaderboard": table([{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()}
                                       for r in rows]),
+                "seeds": table([{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()}
+                                for r in report.values["seeds"].to_dicts()]),
                 "chart": dg.MetadataValue.md(plots.bar_chart(board["model"].to_list(),
                                                              board["ndcg_at_10"].to_list(), title="nDCG@10")),
                 "false_negative_audit": dg.MetadataValue.json(

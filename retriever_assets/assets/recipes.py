@@ -124,7 +124,7 @@ def build_recipe_assets(recipe: MiningRecipe, *, default: bool) -> list:
     ) -> dg.MaterializeResult:
         report = steps.train_student(
             storage, teachers, context.partition_key, recipe.name,
-            base_model=config.base_model, settings=config.settings(), log=context.log.info,
+            base_model=config.base_model, settings=config.settings(recipe.student_seed), log=context.log.info,
         )
         v = report.values
         return dg.MaterializeResult(
@@ -164,7 +164,8 @@ def build_recipe_assets(recipe: MiningRecipe, *, default: bool) -> list:
     ) -> dg.MaterializeResult:
         report = steps.score_models(
             storage, teachers, context.partition_key, recipe.name,
-            batch_size=config.batch_size, evaluate_teachers=config.evaluate_teachers, log=context.log.info,
+            batch_size=config.batch_size, evaluate_teachers=config.evaluate_teachers,
+            max_seq_length=config.max_seq_length, log=context.log.info,
         )
         results = report.values["results"]
         base = results["base student"]
@@ -181,6 +182,7 @@ def build_recipe_assets(recipe: MiningRecipe, *, default: bool) -> list:
         student = results[f"student ({recipe.name})"]
         metadata = {
             "split": report.values["split"],
+            "max_seq_length": report.values.get("max_seq_length"),
             "scores": table(rows),
             "ndcg_at_10": student["ndcg_at_10"],
             "base_ndcg_at_10": base["ndcg_at_10"],

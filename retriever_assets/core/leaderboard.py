@@ -10,6 +10,41 @@ import polars as pl
 METRICS = ("ndcg_at_10", "recall_at_100", "mrr_at_10", "map_at_10")
 
 
+SEED_FIELDS = ("name", "student_seed")  # recipe fields that do not change what is mined
+
+
+def recipe_family(recipes: dict[str, dict]) -> dict[str, str]:
+    """Map each recipe to the first recipe with the same mining settings (differing only in name or seed).
+
+    `recipes[name]` is a recipe's settings (`MiningRecipe.to_dict()`); students of one family are the same
+    method trained with different seeds, so their spread is the run-to-run noise.
+    """
+    family: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    for name, settings in recipes.items():
+        key = repr(sorted((k, repr(v)) for k, v in settings.items() if k not in SEED_FIELDS))
+        family[name] = seen.setdefault(key, name)
+    return family
+
+
+def summarize_seeds(frame: pl.DataFrame) -> pl.DataFrame:
+    """Per recipe family: how many students (seeds), and mean / min / max / spread of each metric."""
+    students = frame.filter(pl.col("recipe").is_not_null())
+    if "family" not in students.columns or students.height == 0:
+        return pl.DataFrame()
+    return (
+        students.group_by("family", maintain_order=True)
+        .agg(
+            pl.len().alias("students"),
+            pl.col("student_seed").sort().cast(pl.Utf8).str.join(",").alias("seeds"),
+            *[pl.col(m).mean().alias(f"{m}_mean") for m in METRICS[:2]],
+            pl.col("ndcg_at_10").min().alias("ndcg_at_10_min"),
+            pl.col("ndcg_at_10").max().alias("ndcg_at_10_max"),
+        )
+        .sort("ndcg_at_10_mean", descending=True, maintain_order=True)
+    )
+
+
 def build_leaderboard(scores: dict[str, dict], mining: dict[str, dict], training: dict[str, dict],
                       audits: dict[str, dict] | None = None) -> pl.DataFrame:
     """Rows for base, teachers and every recipe's student, best nDCG@10 first.
@@ -17,6 +52,7 @@ def build_leaderboard(scores: dict[str, dict], mining: dict[str, dict], training
     `scores[recipe]` is a recipe's scores.json, `mining[recipe]` its negatives stats.json and `training[recipe]`
     its student manifest; base and teacher rows are taken once (they are the same for every recipe).
     """
+    families = recipe_family({r: (mining.get(r) or {}).get("recipe") or {"name": r} for r in scores})
     rows: dict[str, dict] = {}
     for recipe, data in scores.items():
         for label, result in data["results"].items():
@@ -28,6 +64,7 @@ def build_leaderboard(scores: dict[str, dict], mining: dict[str, dict], training
             row |= {m: float(result[m]) for m in METRICS}
             if is_student:
                 stats, train = mining.get(recipe, {}), training.get(recipe, {})
+                row["family"] = families.get(recipe, recipe)
                 candidates = max(stats.get("candidates", 0), 1)
                 row |= {
                     "share_dropped_by_rule": stats.get("candidates_dropped_by_rule", 0) / candidates,

@@ -53,7 +53,8 @@ class MiningRecipe:
     temperature: float = 1.0  # softmax(score / temperature); 1.0 = the paper's plain softmax of scores
     ensemble: Ensemble = "intra"  # with several teachers; paper's best: intra-sample without dedup
     short_queries: ShortPolicy = "keep"  # queries with fewer than num_negatives survivors: keep fewer, or drop
-    seed: int = 42
+    seed: int = 42  # sampling seed (sampled / top1_sampled); top sampling is deterministic without it
+    student_seed: int | None = None  # training seed of this recipe's student (None: the run config's, 42)
 
     @property
     def threshold(self) -> float | None:
@@ -89,6 +90,8 @@ class MiningRecipe:
             raise RecipeError(f"{where}: sample_k ({self.sample_k}) must be >= num_negatives ({self.num_negatives})")
         if self.temperature <= 0:
             raise RecipeError(f"{where}: temperature must be > 0")
+        if self.student_seed is not None and (not isinstance(self.student_seed, int) or self.student_seed < 0):
+            raise RecipeError(f"{where}: student_seed must be a whole number >= 0, got {self.student_seed!r}")
         t = self.threshold
         if self.method == "shifted" and (t is None or t < 0 or t != int(t)):
             raise RecipeError(f"{where}: shifted needs a whole N >= 0, got {t}")

@@ -27,6 +27,7 @@ class TrainingSettings:
     seed: int = 42
     save_steps: int = 20  # checkpoint every N steps, so a killed run resumes from the latest one
     no_duplicates: bool = True  # a text twice in a batch would be its own false in-batch negative
+    max_queries: int | None = None  # train on a fixed subset of this many training queries (None: all)
 
 
 @dataclass
@@ -37,6 +38,21 @@ class TrainingOutcome:
     examples: int
     loss_curve: list[tuple[int, float]] = field(default_factory=list)
     resumed_from: str | None = None
+
+
+def select_training_queries(query_ids: list[str], max_queries: int | None) -> list[str]:
+    """A fixed subset of `max_queries` query ids, the same whatever the recipe or seed (None: all, sorted).
+
+    Ordered by a hash of the id, so every recipe of a comparison trains on the same queries and adding
+    queries to the corpus keeps most of an earlier subset.
+    """
+    ids = sorted(set(query_ids))
+    if max_queries is None or max_queries >= len(ids):
+        return ids
+    if max_queries < 1:
+        raise ValueError(f"max_queries must be >= 1, got {max_queries}")
+    ranked = sorted(ids, key=lambda q: hashlib.blake2b(q.encode(), digest_size=8).digest())
+    return sorted(ranked[:max_queries])
 
 
 def build_training_examples(

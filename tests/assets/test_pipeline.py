@@ -1,5 +1,6 @@
 """The whole chain materialized in-process on a slice of real SciFact with tiny local models."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -125,6 +126,35 @@ def test_unchanged_inputs_reuse_the_student_and_the_scores(pipeline, tiny_encode
     result = materialize(instance, resources, tiny_encoder, selection=["student_checkpoint", "mteb_scores"])
     assert materializations(result, "student_checkpoint")[0].metadata["reused_unchanged_inputs"].value is True
     assert materializations(result, "mteb_scores")[0].metadata["reused_unchanged_inputs"].value is True
+
+
+def test_a_second_seed_recipe_gets_its_own_lineage_seed_and_leaderboard_family(pipeline, tiny_encoder):
+    from retriever_assets.assets.compare import build_leaderboard_asset
+    from retriever_assets.assets.recipes import build_recipe_assets
+    from retriever_assets.definitions import RECIPES
+
+    _, instance, resources, storage = pipeline
+    default = dataclasses.replace(RECIPES[0], teachers=("tiny", "bm25"), ensemble="intra")
+    seeded = dataclasses.replace(default, name="percpos-seed3", student_seed=3)
+    lineage = build_recipe_assets(seeded, default=False)
+    default_scores = next(a for a in ALL_ASSETS if a.key == dg.AssetKey("mteb_scores"))
+    board = build_leaderboard_asset([RECIPES[0], seeded], [default_scores, lineage[2]])
+    assets = [a for a in ALL_ASSETS if a.key != dg.AssetKey("leaderboard")] + lineage + [board]
+    config = run_config(tiny_encoder)["ops"]
+    student = config["student_checkpoint"]["config"] | {"max_train_queries": 20}
+    ops = {"percpos_seed3__student_checkpoint": {"config": student},
+           "percpos_seed3__mteb_scores": config["mteb_scores"]}
+    result = dg.materialize(assets, partition_key=DATASET, instance=instance, resources=resources,
+                            run_config={"ops": ops}, selection=[*(a.key for a in lineage), board.key])
+    assert result.success
+    manifest = json.loads((storage / DATASET / "student" / "percpos-seed3" / "manifest.json").read_text())
+    assert manifest["settings"]["seed"] == 3 and manifest["settings"]["max_queries"] == 20
+    assert manifest["examples"] <= 20 * 3  # 20 queries (SciFact queries have 1-3 positives)
+    mined = {name: pl.read_parquet(storage / DATASET / "negatives" / name / "negatives.parquet")
+             for name in ("percpos-0.95", "percpos-seed3")}
+    assert mined["percpos-0.95"].equals(mined["percpos-seed3"])  # same mining; only the student differs
+    seeds = pl.read_csv(storage / DATASET / "leaderboard" / "seeds.csv")
+    assert seeds.row(0, named=True)["students"] == 2 and seeds["seeds"][0] == "3,42"
 
 
 def test_editing_one_document_re_embeds_exactly_one(pipeline, scifact_slice_root, tiny_encoder, tmp_path):

@@ -4,7 +4,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from retriever_assets.core.leaderboard import build_leaderboard, false_negative_audit, to_markdown
+from retriever_assets.core.leaderboard import (
+    build_leaderboard,
+    false_negative_audit,
+    recipe_family,
+    summarize_seeds,
+    to_markdown,
+)
 
 
 def scores(student):
@@ -43,3 +49,25 @@ def test_audit_flags_negatives_the_judge_scores_at_or_above_the_lowest_positive(
     audit = false_negative_audit(negatives, positives, judge)
     assert audit["suspected_false_negatives"] == 2  # a (0.7 >= 0.6) and b (tie counts)
     assert audit["false_negative_share"] == pytest.approx(0.5)
+
+
+def test_seed_summary_groups_students_that_differ_only_in_name_and_seed():
+    mined = {"method": "naive", "param": None, "teachers": ["minilm"]}
+    board = build_leaderboard(
+        {"naive": scores(0.70), "naive-seed2": scores(0.66), "percpos": scores(0.67)},
+        {"naive": {"recipe": mined | {"name": "naive", "student_seed": None}},
+         "naive-seed2": {"recipe": mined | {"name": "naive-seed2", "student_seed": 2}},
+         "percpos": {"recipe": mined | {"name": "percpos", "method": "percpos", "param": 0.95}}},
+        {"naive": {"settings": {"seed": 42}}, "naive-seed2": {"settings": {"seed": 2}},
+         "percpos": {"settings": {"seed": 42}}},
+    )
+    assert dict(zip(board["recipe"], board["family"], strict=True)) == {
+        "naive": "naive", "naive-seed2": "naive", "percpos": "percpos", None: None}
+    seeds = summarize_seeds(board)
+    naive = seeds.filter(pl.col("family") == "naive").row(0, named=True)
+    assert naive["students"] == 2 and naive["seeds"] == "2,42"
+    assert naive["ndcg_at_10_mean"] == pytest.approx(0.68)
+    assert (naive["ndcg_at_10_min"], naive["ndcg_at_10_max"]) == pytest.approx((0.66, 0.70))
+    assert seeds["family"].to_list() == ["naive", "percpos"]  # best mean first
+    assert recipe_family({"a": {"name": "a", "method": "abs"}, "b": {"name": "b", "method": "naive"}}) == {
+        "a": "a", "b": "b"}

@@ -168,6 +168,8 @@ def test_invalid_recipes_fail_before_work():
         MiningRecipe(teachers=("dense",), param=1.5).validate(kinds)
     with pytest.raises(RecipeError, match="sample_k"):
         MiningRecipe(teachers=("dense",), sampling="sampled", sample_k=2).validate(kinds)
+    with pytest.raises(RecipeError, match="student_seed"):
+        MiningRecipe(teachers=("dense",), student_seed=-1).validate(kinds)
     MiningRecipe(teachers=("bm25", "dense"), method="percpos").validate(kinds)
 
 

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Reproduce docs/results.md's recipe comparison (issue 5): each recipe's lineage is its own run, so one
+# failure does not stop the rest; teacher embeddings and candidate lists are computed once and shared.
+#   scripts/reproduce_ablation.sh [DATA_ROOT]      (logs in .retriever_logs/)
+# Ablation protocol (chosen to fit a 2-core CPU box; see docs/results.md): student trained 1 epoch at
+# max_seq_length 128, every model scored at 256; SQuAD students train on a fixed subset of 1,000 queries.
+set -u
+cd "$(dirname "$0")/.."
+DATA_ROOT=${1:-../shared/data}
+export RETRIEVER_RECIPES=recipes/paper_ablation.yaml HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+PY=${PY:-.venv/bin/python}
+mkdir -p .retriever_logs
+COMMON=(--data-root "$DATA_ROOT" --max-seq-length 128 --eval-max-seq-length 256)
+run() {  # dataset recipe [extra args]
+  local ds=$1 recipe=$2; shift 2
+  echo "$(date -u +%FT%TZ) start $ds $recipe" >> .retriever_logs/queue.log
+  "$PY" -m retriever_assets.cli run --dataset "$ds" --recipe "$recipe" "${COMMON[@]}" "$@" \
+    > ".retriever_logs/$ds-$recipe.log" 2>&1
+  echo "$(date -u +%FT%TZ) end $ds $recipe exit $?" >> .retriever_logs/queue.log
+}
+for r in ${SCIFACT_RECIPES:-percpos-0.95 naive shifted-10 abs-0.7 marginpos-0.05 percpos-0.95-seed2 naive-seed2}; do
+  run scifact "$r"
+done
+for r in ${SQUAD_RECIPES:-percpos-0.95 naive}; do
+  run squad-dev "$r" --max-train-queries 1000
+done

@@ -1,0 +1,53 @@
+"""Recipe-level student seeds, the fixed training-query subset and CLI run config for every recipe lineage."""
+
+import argparse
+
+import pytest
+
+from retriever_assets.cli import run_config
+from retriever_assets.configs import StudentConfig
+from retriever_assets.core.mining import RecipeError
+from retriever_assets.core.training import select_training_queries
+from retriever_assets.recipes import load_recipes
+
+
+def test_student_seed_precedence_run_config_then_recipe_then_42():
+    assert StudentConfig().settings().seed == 42
+    assert StudentConfig().settings(recipe_seed=2).seed == 2
+    assert StudentConfig(seed=7).settings(recipe_seed=2).seed == 7
+    assert StudentConfig(max_train_queries=10).settings().max_queries == 10
+
+
+def test_training_query_subset_is_fixed_and_independent_of_order():
+    ids = [f"q{i}" for i in range(100)]
+    a = select_training_queries(ids, 30)
+    assert len(a) == 30 and set(a) <= set(ids)
+    assert a == select_training_queries(list(reversed(ids)) + ids[:5], 30)  # order and duplicates do not matter
+    assert len(set(select_training_queries(ids + ["x1", "x2"], 30)) & set(a)) >= 28
+    assert select_training_queries(ids, None) == sorted(ids)
+    assert select_training_queries(ids, 500) == sorted(ids)
+    with pytest.raises(ValueError, match="max_queries"):
+        select_training_queries(ids, 0)
+
+
+def test_recipe_file_accepts_student_seed_and_rejects_a_bad_one(tmp_path):
+    good = tmp_path / "r.yaml"
+    good.write_text("recipes:\n  - {name: naive, method: naive}\n"
+                    "  - {name: naive-s2, method: naive, student_seed: 2}\n")
+    recipes = load_recipes(good)
+    assert [r.student_seed for r in recipes] == [None, 2]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("recipes:\n  - {name: naive, method: naive, student_seed: -3}\n")
+    with pytest.raises(RecipeError, match="student_seed"):
+        load_recipes(bad)
+
+
+def test_cli_settings_reach_every_selected_recipe_lineage():
+    args = argparse.Namespace(epochs=2, batch_size=None, base_model=None, max_seq_length=128, seed=None,
+                              learning_rate=None, max_train_queries=50, eval_max_seq_length=256,
+                              lenient=False, top_k=None)
+    ops = run_config(args, ["", "naive__"])["ops"]
+    for prefix in ("", "naive__"):
+        assert ops[f"{prefix}student_checkpoint"]["config"] == {"epochs": 2, "max_seq_length": 128,
+                                                                "max_train_queries": 50}
+        assert ops[f"{prefix}mteb_scores"]["config"] == {"max_seq_length": 256}
