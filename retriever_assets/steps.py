@@ -25,6 +25,7 @@ from retriever_assets.core.corpus import BeirCorpus, document_text, load_beir_fo
 from retriever_assets.core.encoding import (
     EmbeddingPlan,
     EncoderSpec,
+    count_truncated,
     embed_in_chunks,
     embedding_cache_key,
     model_fingerprint,
@@ -156,8 +157,13 @@ def embed_dense_teacher(
     """Embed only new or changed items (content hash + cache key), delete removed ones, commit per chunk."""
     start = time.perf_counter()
     store = storage.embedding_store(dataset, spec.name)
+    phases: dict[str, float] = {}
+    t0 = time.perf_counter()
     model, path = teachers.load(spec)
+    phases["load_model"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     fingerprint = model_fingerprint(path, spec.revision)
+    phases["fingerprint_weights"] = time.perf_counter() - t0
     keys = {role: embedding_cache_key(spec, fingerprint, role) for role in ("document", "query")}
     dim = model.get_embedding_dimension()
     if store.dimension() not in (None, dim):
@@ -183,14 +189,16 @@ def embed_dense_teacher(
     def progress(done, total, seconds):
         log(f"{spec.name}: embedded {done}/{total} ({done / max(seconds, 1e-9):.1f} items/s)")
 
-    tokenizer = model.tokenizer
-    long_docs = 0
-    if plan.to_embed.height:
-        lengths = [len(ids) for ids in tokenizer(plan.to_embed["text"].to_list(), truncation=False)["input_ids"]]
-        long_docs = int(sum(n > spec.max_seq_length for n in lengths))
+    t0 = time.perf_counter()
+    long_docs = count_truncated(model.tokenizer, plan.to_embed["text"].to_list(), spec.max_seq_length)
+    phases["count_truncated"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     embedded = embed_in_chunks(plan, encode, write, chunk_size=chunk_size, on_progress=progress)
+    phases["encode_and_write"] = time.perf_counter() - t0
     if embedded > 10 * chunk_size:
+        t0 = time.perf_counter()
         store.optimize()
+        phases["optimize_table"] = time.perf_counter() - t0
     return {
         "teacher": spec.name,
         "kind": "dense",
@@ -205,7 +213,10 @@ def embed_dense_teacher(
         "table_version": store.version(),
         "seconds": round(time.perf_counter() - start, 2),
         "items_per_second": round(embedded / max(time.perf_counter() - start, 1e-9), 1),
+        "backend": spec.backend,
+        "phase_seconds": {k: round(v, 3) for k, v in phases.items()},
     }
+
 
 
 def index_bm25_teacher(storage: StorageResource, dataset: str, spec: EncoderSpec, corpus: pl.DataFrame) -> dict:

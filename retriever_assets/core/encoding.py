@@ -37,6 +37,7 @@ class EncoderSpec:
     max_seq_length: int = 256
     normalize: bool = True  # cosine similarity = inner product of normalised vectors
     trust_remote_code: bool = False  # off unless a teacher explicitly needs custom model code
+    backend: str = "torch"  # torch | onnx | onnx-int8 (CPU only; see core/onnx_backend.py)
 
     def prompt(self, role: Role) -> str:
         return self.query_prompt if role == "query" else self.document_prompt
@@ -98,16 +99,31 @@ def model_fingerprint(path_or_id: str, revision: str | None = None) -> str:
     path = Path(path_or_id)
     if not path.is_dir():
         return f"{path_or_id}@{revision or 'main'}"
-    h = hashlib.blake2b(digest_size=16)
+    files = []
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
         rel = file.relative_to(path).as_posix()
         if rel.startswith((".", "checkpoint-")) or "/checkpoint-" in rel or rel.endswith(".md"):
             continue
+        stat = file.stat()
+        files.append((rel, file, stat.st_size, stat.st_ino, stat.st_mtime_ns))
+    # the same files with the same sizes and modification times were hashed before in this process
+    signature = (str(path.resolve()), tuple((rel, size, ino, mtime) for rel, _, size, ino, mtime in files))
+    if signature in _FINGERPRINTS:
+        return _FINGERPRINTS[signature]
+    h = hashlib.blake2b(digest_size=16)
+    for rel, file, *_ in files:
         h.update(rel.encode())
         with file.open("rb") as fh:
             for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
                 h.update(block)
-    return h.hexdigest()
+    digest = h.hexdigest()
+    # like git's "racy" rule: a file modified within the last 2 s could change again within the same mtime tick
+    if all(mtime < time.time_ns() - 2_000_000_000 for *_, mtime in files):
+        _FINGERPRINTS[signature] = digest
+    return digest
+
+
+_FINGERPRINTS: dict[tuple, str] = {}
 
 
 def embedding_cache_key(spec: EncoderSpec, fingerprint: str, role: Role) -> str:
@@ -115,6 +131,8 @@ def embedding_cache_key(spec: EncoderSpec, fingerprint: str, role: Role) -> str:
     fields = asdict(spec) | {"fingerprint": fingerprint, "role": role, "prompt": spec.prompt(role)}
     for unrelated in ("name", "query_prompt", "document_prompt", "trust_remote_code"):
         fields.pop(unrelated)
+    if fields["backend"] == "torch":  # keys of torch-encoded vectors stay what they were before backends existed
+        fields.pop("backend")
     return hashlib.blake2b(json.dumps(fields, sort_keys=True).encode(), digest_size=12).hexdigest()
 
 
@@ -122,6 +140,9 @@ def load_sentence_transformer(spec: EncoderSpec, *, device: str = "cpu", cache_d
     """Load a SentenceTransformer offline-first, safetensors only, remote code only if the spec allows it."""
     from sentence_transformers import SentenceTransformer
 
+    if spec.backend != "torch" and not device.startswith("cpu"):
+        raise ValueError(f"encoder {spec.name!r}: backend {spec.backend!r} runs on the CPU only; "
+                         f"use backend 'torch' on {device}")
     path = resolve_model_path(spec.model, cache_dir=cache_dir)
     model = SentenceTransformer(
         path,
@@ -131,9 +152,29 @@ def load_sentence_transformer(spec: EncoderSpec, *, device: str = "cpu", cache_d
         model_kwargs={"use_safetensors": True},
     )
     model.max_seq_length = spec.max_seq_length
-    if device.startswith("cuda"):
+    if spec.backend != "torch":
+        from retriever_assets.core.onnx_backend import use_onnx_backend
+
+        root = (cache_dir or Path(".cache/models")) / "onnx" / model_fingerprint(path, spec.revision)
+        use_onnx_backend(model, spec.backend, root)
+    elif device.startswith("cuda"):
         model.half()
     return model, path
+
+
+def count_truncated(tokenizer, texts: list[str], max_seq_length: int) -> int:
+    """How many texts are longer than `max_seq_length` tokens (special tokens included).
+
+    Tokenizers that emit at most one token per ASCII character (WordPiece, SentencePiece, byte-level BPE)
+    cannot make a short ASCII text longer than that plus special tokens, so only the other texts are tokenized.
+    """
+    limit = max_seq_length - 3
+    suspects = [t for t in texts if len(t) > limit or not t.isascii()]
+    if not suspects:
+        return 0
+    lengths = tokenizer(suspects, truncation=False, return_attention_mask=False,
+                        return_token_type_ids=False)["input_ids"]
+    return int(sum(len(ids) > max_seq_length for ids in lengths))
 
 
 @dataclass

@@ -58,3 +58,35 @@ def test_embed_in_chunks_commits_each_chunk():
     done = embed_in_chunks(plan, lambda texts, role: np.zeros((len(texts), 2)),
                            lambda chunk, vec: commits.append(chunk.height), chunk_size=2)
     assert done == 5 and commits == [2, 2, 1]
+
+
+def test_count_truncated_matches_tokenizing_everything(tiny_encoder):
+    from transformers import AutoTokenizer
+
+    from retriever_assets.core.encoding import count_truncated
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_encoder))
+    texts = ["short", "word " * 10, "x" * 30, "é" * 12, "protein " * 4, "", "a b c d e f g h i j k l m n o p"]
+    for limit in (4, 8, 12, 16, 40):
+        brute = sum(len(ids) > limit for ids in tokenizer(texts, truncation=False)["input_ids"])
+        assert count_truncated(tokenizer, texts, limit) == brute, limit
+
+
+def test_fingerprint_memo_only_for_settled_files(tmp_path):
+    import os
+
+    from retriever_assets.core import encoding
+
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"abc")
+    before = len(encoding._FINGERPRINTS)
+    fresh = model_fingerprint(str(tmp_path))
+    weights.write_bytes(b"abd")  # same size, rewritten at once: too recent to be memoized, so it is re-hashed
+    assert model_fingerprint(str(tmp_path)) != fresh and len(encoding._FINGERPRINTS) == before
+    old = 1_600_000_000_000_000_000
+    os.utime(weights, ns=(old, old))
+    settled = model_fingerprint(str(tmp_path))
+    assert len(encoding._FINGERPRINTS) == before + 1 and model_fingerprint(str(tmp_path)) == settled
+    weights.write_bytes(b"abcd")  # a change of size is seen whatever the time
+    os.utime(weights, ns=(old, old))
+    assert model_fingerprint(str(tmp_path)) != settled
