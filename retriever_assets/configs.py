@@ -78,3 +78,5 @@ class ScoresConfig(dg.Config):
 
 class LeaderboardConfig(dg.Config):
     judge_model: str | None = None  # a stronger encoder for the false-negative audit (e.g. all-mpnet-base-v2)
+    audit_max_queries: int | None = None  # audit a fixed subset of training queries (the same for every recipe)
+    judge_max_seq_length: int = 256

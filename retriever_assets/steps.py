@@ -541,6 +541,8 @@ def compare_recipes(
     recipe_names: list[str],
     *,
     judge_model: str | None,
+    audit_max_queries: int | None = None,
+    judge_max_seq_length: int = 256,
     log: Log,
 ) -> StepReport:
     """Leaderboard over every recipe that has scores, with the false-negative audit when a judge is set."""
@@ -566,7 +568,7 @@ def compare_recipes(
         raise RuntimeError(f"no recipe of {dataset!r} has MTEB scores yet: materialize mteb_scores first")
     audits: dict[str, dict] = {}
     if judge_model:
-        model, path = teachers.load(EncoderSpec(name="judge", model=judge_model))
+        model, path = teachers.load(EncoderSpec(name="judge", model=judge_model, max_seq_length=judge_max_seq_length))
         q_text = dict(queries.select("query_id", "text").iter_rows())
         d_text = doc_texts(corpus)
         cache: dict[tuple[str, str], np.ndarray] = {}
@@ -583,9 +585,13 @@ def compare_recipes(
             return np.einsum("ij,ij->i", vectors("q", query_ids), vectors("d", doc_ids))
 
         positives = positives_of(qrels, manifest["train_split"])
+        audited = select_training_queries(positives["query_id"].to_list(), audit_max_queries)
+        positives = positives.filter(pl.col("query_id").is_in(audited))
         for name in scores:
             negatives = pl.read_parquet(storage.dataset_dir(dataset, "negatives", name) / "negatives.parquet")
-            audits[name] = false_negative_audit(negatives, positives, judge) | {"judge": path}
+            negatives = negatives.filter(pl.col("query_id").is_in(audited))
+            audits[name] = false_negative_audit(negatives, positives, judge) | {
+                "judge": path, "judge_max_seq_length": judge_max_seq_length, "queries_audited": len(audited)}
             log(f"recipe {name}: {audits[name]['false_negative_share']:.1%} suspected false negatives")
     board = build_leaderboard(scores, mining, training, audits)
     out = storage.dataset_dir(dataset, "leaderboard")

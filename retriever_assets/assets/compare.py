@@ -32,7 +32,8 @@ def build_leaderboard_asset(recipes: list[MiningRecipe], score_assets: list) -> 
     ) -> dg.MaterializeResult:
         judge = config.judge_model or os.environ.get("RETRIEVER_JUDGE_MODEL") or None
         report = steps.compare_recipes(storage, teachers, context.partition_key, names, judge_model=judge,
-                                       log=context.log.info)
+                                       audit_max_queries=config.audit_max_queries,
+                                       judge_max_seq_length=config.judge_max_seq_length, log=context.log.info)
         board = report.values["board"]
         rows = board.to_dicts()
         return dg.MaterializeResult(

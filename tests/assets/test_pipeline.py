@@ -143,7 +143,8 @@ def test_a_second_seed_recipe_gets_its_own_lineage_seed_and_leaderboard_family(p
     config = run_config(tiny_encoder)["ops"]
     student = config["student_checkpoint"]["config"] | {"max_train_queries": 20}
     ops = {"percpos_seed3__student_checkpoint": {"config": student},
-           "percpos_seed3__mteb_scores": config["mteb_scores"]}
+           "percpos_seed3__mteb_scores": config["mteb_scores"],
+           "leaderboard": {"config": {"judge_model": str(tiny_encoder), "audit_max_queries": 10}}}
     result = dg.materialize(assets, partition_key=DATASET, instance=instance, resources=resources,
                             run_config={"ops": ops}, selection=[*(a.key for a in lineage), board.key])
     assert result.success
@@ -155,6 +156,9 @@ def test_a_second_seed_recipe_gets_its_own_lineage_seed_and_leaderboard_family(p
     assert mined["percpos-0.95"].equals(mined["percpos-seed3"])  # same mining; only the student differs
     seeds = pl.read_csv(storage / DATASET / "leaderboard" / "seeds.csv")
     assert seeds.row(0, named=True)["students"] == 2 and seeds["seeds"][0] == "3,42"
+    audit = json.loads((storage / DATASET / "leaderboard" / "audit.json").read_text())
+    assert {a["queries_audited"] for a in audit.values()} == {10}  # a fixed subset, the same for each recipe
+    assert audit["percpos-0.95"]["negatives"] == audit["percpos-seed3"]["negatives"] <= 10 * 4
 
 
 def test_editing_one_document_re_embeds_exactly_one(pipeline, scifact_slice_root, tiny_encoder, tmp_path):
