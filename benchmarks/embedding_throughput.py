@@ -106,8 +106,10 @@ def quality(args, data, teachers, configs) -> None:
                                output_dir=out, batch_size=args.batch_size)
         shutil.rmtree(out, ignore_errors=True)
         first = first if first is not None else m["ndcg_at_10"]
+        delta = 100 * (m["ndcg_at_10"] - first)
+        verdict = "within 0.3 points" if abs(delta) <= 0.3 else "MISSED: more than 0.3 points"
         print(f"{backend:<12} {m['ndcg_at_10']:>8.4f} {m['recall_at_100']:>8.4f} {time.perf_counter() - t0:>8.1f}"
-              f"   delta nDCG@10 vs {args.backends[0]}: {100 * (m['ndcg_at_10'] - first):+.2f} points")
+              f"   delta nDCG@10 vs {args.backends[0]}: {delta:+.2f} points ({verdict})")
 
 
 if __name__ == "__main__":

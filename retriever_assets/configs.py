@@ -57,12 +57,13 @@ class StudentConfig(dg.Config):
     warmup_ratio: float = 0.1
     temperature: float = 0.05  # InfoNCE tau (MultipleNegativesRankingLoss scale 1/tau)
     max_seq_length: int = 256
-    seed: int | None = None  # None: the recipe's student_seed, else 42
+    seed: int | None = None  # a recipe's student_seed wins; else this; else 42
     max_train_queries: int | None = None  # train on a fixed subset of training queries (same for every recipe)
     save_steps: int = 20  # checkpoint interval (steps): a killed run resumes from the latest
 
     def settings(self, recipe_seed: int | None = None) -> TrainingSettings:
-        seed = self.seed if self.seed is not None else (recipe_seed if recipe_seed is not None else 42)
+        # the recipe's seed is part of its identity (naive-seed2 must not silently train with another seed)
+        seed = recipe_seed if recipe_seed is not None else (self.seed if self.seed is not None else 42)
         return TrainingSettings(
             epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
             warmup_ratio=self.warmup_ratio, temperature=self.temperature, max_seq_length=self.max_seq_length,
@@ -73,7 +74,8 @@ class StudentConfig(dg.Config):
 class ScoresConfig(dg.Config):
     batch_size: int = 64  # encode batch size during evaluation
     evaluate_teachers: bool = True  # also score each dense teacher (same weights are scored once)
-    max_seq_length: int | None = None  # encode length for scoring (None: the student's training length)
+    max_seq_length: int | None = None  # scoring length of base, student and teachers (None: the students'
+    # training length; teachers keep their own configured length)
 
 
 class LeaderboardConfig(dg.Config):

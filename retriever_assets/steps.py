@@ -190,7 +190,8 @@ def embed_dense_teacher(
         log(f"{spec.name}: embedded {done}/{total} ({done / max(seconds, 1e-9):.1f} items/s)")
 
     t0 = time.perf_counter()
-    long_docs = count_truncated(model.tokenizer, plan.to_embed["text"].to_list(), spec.max_seq_length)
+    prompted = [spec.prompt(role) + text for role, text in plan.to_embed.select("role", "text").iter_rows()]
+    long_docs = count_truncated(model.tokenizer, prompted, spec.max_seq_length)
     phases["count_truncated"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     embedded = embed_in_chunks(plan, encode, write, chunk_size=chunk_size, on_progress=progress)
@@ -421,6 +422,7 @@ def train_student(
         "fingerprint": model_fingerprint(str(outcome.model_dir)),
         "recipe": recipe_name,
         "examples": outcome.examples,
+        "train_queries": positives["query_id"].n_unique(),
         "examples_by_negative_count": {str(m): len(r) for m, r in groups.items()},
         "steps": outcome.steps,
         "train_seconds": round(outcome.seconds, 1),
@@ -472,7 +474,8 @@ def score_models(
         (_hash_rows(queries.sort("query_id").select("query_id", "content_hash").iter_rows()),),
         (_hash_rows(split_qrels.sort("query_id", "doc_id").iter_rows()),),
         *sorted((label, fp or model_fingerprint(teachers_path(teachers, spec), spec.revision), spec.query_prompt,
-                 spec.document_prompt, spec.max_seq_length) for label, (spec, fp) in models.items()),
+                 spec.document_prompt, spec.max_seq_length, *([spec.backend] if spec.backend != "torch" else []))
+                for label, (spec, fp) in models.items()),
     ])
     previous = out / "scores.json"
     if previous.exists():
@@ -482,19 +485,20 @@ def score_models(
             return StepReport(time.perf_counter() - start, last | {"reused": True})
     results, seen = {}, {}
     for label, (spec, fingerprint) in models.items():
-        model, path = teachers.load(spec)
-        fingerprint = fingerprint or model_fingerprint(path, spec.revision)
-        if fingerprint in seen:  # the same weights (e.g. teacher == base student): evaluate once
-            results[label] = results[seen[fingerprint]] | {"same_as": seen[fingerprint]}
-            continue
-        seen[fingerprint] = label
-        # a model scored on the same test split before (e.g. the base student under another recipe) is reused
+        fingerprint = fingerprint or model_fingerprint(teachers_path(teachers, spec), spec.revision)
+        # the same weights encoded the same way (e.g. teacher == base student): evaluate once
         key = model_score_key(fingerprint, spec, split_key)
+        if key in seen:
+            results[label] = results[seen[key]] | {"same_as": seen[key]}
+            continue
+        seen[key] = label
+        # a model scored on the same test split before (e.g. the base student under another recipe) is reused
         by_model = storage.dataset_dir(dataset, "scores", "by-model") / f"{key}.json"
         if by_model.exists():
             results[label] = json.loads(by_model.read_text()) | {"reused": True}
             log(f"{label}: nDCG@10 {results[label]['ndcg_at_10']:.4f} (reused, same weights and test split)")
             continue
+        model, _ = teachers.load(spec)
         t0 = time.perf_counter()
         metrics = evaluate_retrieval(
             model, corpus=corpus, queries=queries, qrels=qrels, split=split, dataset=dataset,
@@ -521,7 +525,10 @@ def test_split_key(corpus: pl.DataFrame, queries: pl.DataFrame, split_qrels: pl.
 
 def model_score_key(fingerprint: str, spec: EncoderSpec, split_key: str) -> str:
     """What decides a model's test score: its weights, how it encodes, and the test split's data."""
-    return _hash_rows([(fingerprint, spec.max_seq_length, spec.query_prompt, spec.document_prompt, split_key)])
+    row = (fingerprint, spec.max_seq_length, spec.query_prompt, spec.document_prompt, split_key)
+    if spec.backend != "torch":  # torch keys stay what they were before backends existed
+        row = (*row, spec.backend)
+    return _hash_rows([row])
 
 
 def teachers_path(teachers: TeachersResource, spec: EncoderSpec) -> str:
@@ -598,6 +605,8 @@ def compare_recipes(
     board.write_csv(out / "leaderboard.csv")
     seeds = summarize_seeds(board)
     (out / "leaderboard.md").write_text(to_markdown(board) + "\n")
+    for stale in ("seeds.csv", "seeds.md"):
+        (out / stale).unlink(missing_ok=True)
     if seeds.height:
         seeds.write_csv(out / "seeds.csv")
         (out / "seeds.md").write_text(to_markdown(seeds) + "\n")

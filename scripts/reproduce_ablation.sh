@@ -3,10 +3,11 @@
 # failure does not stop the rest; teacher embeddings and candidate lists are computed once and shared.
 #   scripts/reproduce_ablation.sh [DATA_ROOT]      (logs in .retriever_logs/)
 # Ablation protocol (chosen to fit a 2-core CPU box; see docs/results.md): student trained 1 epoch at
-# max_seq_length 128, every model scored at 256; SQuAD students train on a fixed subset of 500 of its 8,595 training queries.
+# max_seq_length 128, every model scored at 256; SQuAD students train on a fixed subset of 500 of its
+# 8,595 training queries.
 set -u
+DATA_ROOT=$(realpath "${1:-$(dirname "$0")/../../shared/data}")
 cd "$(dirname "$0")/.."
-DATA_ROOT=${1:-../shared/data}
 export RETRIEVER_RECIPES=recipes/paper_ablation.yaml HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 PY=${PY:-.venv/bin/python}
 mkdir -p .retriever_logs

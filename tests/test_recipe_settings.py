@@ -11,10 +11,11 @@ from retriever_assets.core.training import select_training_queries
 from retriever_assets.recipes import load_recipes
 
 
-def test_student_seed_precedence_run_config_then_recipe_then_42():
+def test_student_seed_precedence_recipe_then_run_config_then_42():
     assert StudentConfig().settings().seed == 42
     assert StudentConfig().settings(recipe_seed=2).seed == 2
-    assert StudentConfig(seed=7).settings(recipe_seed=2).seed == 7
+    assert StudentConfig(seed=7).settings().seed == 7
+    assert StudentConfig(seed=7).settings(recipe_seed=2).seed == 2  # naive-seed2 never trains with another seed
     assert StudentConfig(max_train_queries=10).settings().max_queries == 10
 
 
@@ -37,9 +38,10 @@ def test_recipe_file_accepts_student_seed_and_rejects_a_bad_one(tmp_path):
     recipes = load_recipes(good)
     assert [r.student_seed for r in recipes] == [None, 2]
     bad = tmp_path / "bad.yaml"
-    bad.write_text("recipes:\n  - {name: naive, method: naive, student_seed: -3}\n")
-    with pytest.raises(RecipeError, match="student_seed"):
-        load_recipes(bad)
+    for value in ("-3", "true", "1.5"):
+        bad.write_text(f"recipes:\n  - {{name: naive, method: naive, student_seed: {value}}}\n")
+        with pytest.raises(RecipeError, match="student_seed"):
+            load_recipes(bad)
 
 
 def test_cli_settings_reach_every_selected_recipe_lineage():

@@ -13,11 +13,25 @@ METRICS = ("ndcg_at_10", "recall_at_100", "mrr_at_10", "map_at_10")
 SEED_FIELDS = ("name", "student_seed")  # recipe fields that do not change what is mined
 
 
-def recipe_family(recipes: dict[str, dict]) -> dict[str, str]:
-    """Map each recipe to the first recipe with the same mining settings (differing only in name or seed).
+def comparable_setup(recipe: str, scores: dict, mining: dict | None, training: dict | None) -> dict:
+    """Everything that makes two students comparable as seeds of one experiment, except name and seed.
 
-    `recipes[name]` is a recipe's settings (`MiningRecipe.to_dict()`); students of one family are the same
-    method trained with different seeds, so their spread is the run-to-run noise.
+    Mining settings, training settings (but the seed and the checkpoint interval), the base weights and the
+    scoring length. Without mining stats the recipe is only comparable with itself.
+    """
+    if not mining or "recipe" not in mining:
+        return {"name": recipe, "unknown_setup": recipe}
+    train = training or {}
+    settings = {k: v for k, v in (train.get("settings") or {}).items() if k not in ("seed", "save_steps")}
+    return mining["recipe"] | {"training": settings, "base": train.get("base_fingerprint"),
+                               "scored_at": scores.get("max_seq_length")}
+
+
+def recipe_family(recipes: dict[str, dict]) -> dict[str, str]:
+    """Map each recipe to the first recipe whose setup differs only in name and student seed.
+
+    `recipes[name]` is a recipe's setup (`comparable_setup`); students of one family are the same experiment
+    trained with different seeds, so their spread is the run-to-run noise.
     """
     family: dict[str, str] = {}
     seen: dict[str, str] = {}
@@ -28,7 +42,7 @@ def recipe_family(recipes: dict[str, dict]) -> dict[str, str]:
 
 
 def summarize_seeds(frame: pl.DataFrame) -> pl.DataFrame:
-    """Per recipe family: how many students (seeds), and mean / min / max / spread of each metric."""
+    """Per recipe family: students (seeds), mean nDCG@10 and Recall@100, min and max nDCG@10."""
     students = frame.filter(pl.col("recipe").is_not_null())
     if "family" not in students.columns or students.height == 0:
         return pl.DataFrame()
@@ -52,7 +66,7 @@ def build_leaderboard(scores: dict[str, dict], mining: dict[str, dict], training
     `scores[recipe]` is a recipe's scores.json, `mining[recipe]` its negatives stats.json and `training[recipe]`
     its student manifest; base and teacher rows are taken once (they are the same for every recipe).
     """
-    families = recipe_family({r: (mining.get(r) or {}).get("recipe") or {"name": r} for r in scores})
+    families = recipe_family({r: comparable_setup(r, scores[r], mining.get(r), training.get(r)) for r in scores})
     rows: dict[str, dict] = {}
     for recipe, data in scores.items():
         for label, result in data["results"].items():

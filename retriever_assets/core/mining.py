@@ -90,7 +90,8 @@ class MiningRecipe:
             raise RecipeError(f"{where}: sample_k ({self.sample_k}) must be >= num_negatives ({self.num_negatives})")
         if self.temperature <= 0:
             raise RecipeError(f"{where}: temperature must be > 0")
-        if self.student_seed is not None and (not isinstance(self.student_seed, int) or self.student_seed < 0):
+        seed = self.student_seed
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
             raise RecipeError(f"{where}: student_seed must be a whole number >= 0, got {self.student_seed!r}")
         t = self.threshold
         if self.method == "shifted" and (t is None or t < 0 or t != int(t)):

@@ -46,11 +46,11 @@ def select_training_queries(query_ids: list[str], max_queries: int | None) -> li
     Ordered by a hash of the id, so every recipe of a comparison trains on the same queries and adding
     queries to the corpus keeps most of an earlier subset.
     """
+    if max_queries is not None and max_queries < 1:
+        raise ValueError(f"max_queries must be >= 1, got {max_queries}")
     ids = sorted(set(query_ids))
     if max_queries is None or max_queries >= len(ids):
         return ids
-    if max_queries < 1:
-        raise ValueError(f"max_queries must be >= 1, got {max_queries}")
     ranked = sorted(ids, key=lambda q: hashlib.blake2b(q.encode(), digest_size=8).digest())
     return sorted(ranked[:max_queries])
 
@@ -80,7 +80,10 @@ def build_training_examples(
 def training_fingerprint(groups: dict[int, list[dict]], settings: TrainingSettings, base: str) -> str:
     """Hash of the training examples, settings and base weights: equal fingerprints train the same student."""
     h = hashlib.blake2b(digest_size=12)
-    h.update(json.dumps([asdict(settings), base], sort_keys=True).encode())
+    fields = asdict(settings)
+    if fields["max_queries"] is None:  # fingerprints of students trained before the subset option stay valid
+        fields.pop("max_queries")
+    h.update(json.dumps([fields, base], sort_keys=True).encode())
     for m, rows in groups.items():
         h.update(json.dumps([m, rows], sort_keys=True).encode())
     return h.hexdigest()

@@ -71,3 +71,22 @@ def test_seed_summary_groups_students_that_differ_only_in_name_and_seed():
     assert seeds["family"].to_list() == ["naive", "percpos"]  # best mean first
     assert recipe_family({"a": {"name": "a", "method": "abs"}, "b": {"name": "b", "method": "naive"}}) == {
         "a": "a", "b": "b"}
+
+
+def test_students_trained_or_scored_differently_are_not_seeds_of_one_family():
+    mined = {"method": "naive", "param": None, "teachers": ["minilm"]}
+    settings = {"seed": 42, "epochs": 1, "max_queries": None, "save_steps": 20}
+    board = build_leaderboard(
+        {"naive": scores(0.70), "naive-subset": scores(0.66), "naive-seed2": scores(0.69) | {"max_seq_length": 128},
+         "mystery": scores(0.60)},
+        {"naive": {"recipe": mined | {"name": "naive"}},
+         "naive-subset": {"recipe": mined | {"name": "naive-subset"}},
+         "naive-seed2": {"recipe": mined | {"name": "naive-seed2", "student_seed": 2}}},
+        {"naive": {"settings": settings},
+         "naive-subset": {"settings": settings | {"max_queries": 100}},  # trained on fewer queries
+         "naive-seed2": {"settings": settings | {"seed": 2, "save_steps": 5}}},  # scored at another length
+    )
+    families = dict(zip(board["recipe"], board["family"], strict=True))
+    assert families == {"naive": "naive", "naive-subset": "naive-subset", "naive-seed2": "naive-seed2",
+                        "mystery": "mystery", None: None}
+    assert summarize_seeds(board)["students"].to_list() == [1, 1, 1, 1]
