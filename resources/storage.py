@@ -103,6 +103,61 @@ class EmbeddingStore:
         if table is not None:
             table.optimize()
 
+    def ensure_vector_index(self, *, num_bits: int = 4, num_partitions: int | None = None,
+                            stale_share: float = 0.1) -> str:
+        """An IVF_RQ cosine index on `vector`: created when missing, refreshed when over `stale_share` of the
+        rows are not indexed yet (rows added later are still found: LanceDB searches them exhaustively).
+
+        Returns what happened: "created", "updated" or "reused".
+        """
+        from lancedb.index import IvfRq
+
+        table = self._table()
+        if table is None:
+            raise RuntimeError(f"no embeddings table {self.name!r}: materialize teacher_embeddings first")
+        existing = [i for i in table.list_indices() if list(i.columns) == ["vector"]]
+        if not existing:
+            table.create_index("vector", config=IvfRq(distance_type="cosine", num_bits=num_bits,
+                                                      num_partitions=num_partitions))
+            return "created"
+        stats = table.index_stats(existing[0].name)
+        total = stats.num_indexed_rows + stats.num_unindexed_rows
+        if total and stats.num_unindexed_rows > stale_share * total:
+            table.optimize()  # folds the new rows into the index
+            return "updated"
+        return "reused"
+
+    def search_documents(self, query_vectors: np.ndarray, k: int, *, nprobes: int = 20,
+                         refine_factor: int | None = None, batch: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate top-k documents by cosine for each query vector, through the table's vector index.
+
+        Returns (scores (n, k) float32 with -inf where fewer were found, item ids (n, k) object array).
+        """
+        table = self._table()
+        n = len(query_vectors)
+        scores = np.full((n, k), -np.inf, dtype=np.float32)
+        ids = np.full((n, k), None, dtype=object)
+        for q0 in range(0, n, batch):
+            block = np.ascontiguousarray(query_vectors[q0 : q0 + batch], dtype=np.float32)
+            query = (table.search(list(block)).distance_type("cosine").where("role = 'document'", prefilter=True)
+                     .nprobes(nprobes).limit(k).select(["item_id", "_distance"]))
+            if refine_factor:
+                query = query.refine_factor(refine_factor)
+            found = query.to_arrow()
+            if len(block) == 1 and "query_index" not in found.column_names:
+                qi = np.zeros(found.num_rows, dtype=np.int64)
+            else:
+                qi = found["query_index"].to_numpy()
+            dist = found["_distance"].to_numpy()
+            items = np.asarray(found["item_id"].to_pylist(), dtype=object)
+            order = np.lexsort((dist, qi))
+            qi, dist, items = qi[order], dist[order], items[order]
+            slot = np.arange(len(qi)) - np.searchsorted(qi, qi, side="left")
+            keep = slot < k
+            scores[q0 + qi[keep], slot[keep]] = 1.0 - dist[keep]
+            ids[q0 + qi[keep], slot[keep]] = items[keep]
+        return scores, ids
+
 
 class StorageResource(dg.ConfigurableResource):
     """Artifacts under `root/<dataset>/`; embeddings in LanceDB at `lancedb_uri` (default `root/lancedb`).

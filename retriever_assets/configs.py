@@ -25,6 +25,11 @@ class CandidateConfig(dg.Config):
     top_k: int = 30  # candidates kept per query and teacher (after removing its positives)
     query_chunk: int = 4096  # queries per search block: memory ~ query_chunk x doc_chunk floats
     doc_chunk: int = 65536  # documents per search block
+    search: str = "auto"  # exact | ann | auto (ANN through a LanceDB IVF_RQ index from ann_min_docs documents)
+    ann_min_docs: int = 1_000_000
+    ann_nprobes: int = 20  # IVF partitions searched per query (more: better recall, slower)
+    ann_refine_factor: int | None = 5  # re-rank refine_factor x k candidates with full vectors: exact scores
+    ann_recall_sample: int = 200  # queries also searched exactly to report the ANN's recall@k
 
 
 class HardNegativesConfig(dg.Config):

@@ -277,8 +277,13 @@ def build_candidates(
     top_k: int,
     query_chunk: int,
     doc_chunk: int,
+    search: str = "exact",
+    ann: dict | None = None,
     log: Log,
 ) -> StepReport:
+    if search not in ("exact", "ann", "auto"):
+        raise ValueError(f"candidate search must be exact, ann or auto, not {search!r}")
+    ann = {"min_docs": 1_000_000, "nprobes": 20, "refine_factor": 5, "recall_sample": 200} | (ann or {})
     start = time.perf_counter()
     corpus, queries, qrels, manifest = read_corpus(storage, dataset)
     train_q = training_queries(queries, qrels, manifest["train_split"])
@@ -288,6 +293,7 @@ def build_candidates(
     device = teachers.resolved_device()
     for spec in teachers.specs().values():
         t0 = time.perf_counter()
+        use_ann, ann_report = False, {}
         if spec.kind == "bm25":
             import bm25s
 
@@ -304,10 +310,19 @@ def build_candidates(
             versions_read[spec.name] = store.version()
             q_vec = store.vectors("query", query_ids)  # (n_queries, dim)
             d_vec = store.vectors("document", doc_ids)  # (n_docs, dim)
+            use_ann = search == "ann" or (search == "auto" and len(doc_ids) >= ann["min_docs"])
+            if use_ann and not spec.normalize:
+                raise ValueError(f"teacher {spec.name!r}: the ANN index searches by cosine; its vectors are not "
+                                 "normalised, so use search='exact'")
+            ann_fn, ann_report = (_ann_search(store, doc_ids, ann, log) if use_ann else (None, {}))
             c, p = cand.dense_candidates(
                 spec.name, query_ids, q_vec, doc_ids, d_vec, positives,
-                k=top_k, device=device, query_chunk=query_chunk, doc_chunk=doc_chunk,
+                k=top_k, device=device, query_chunk=query_chunk, doc_chunk=doc_chunk, search=ann_fn,
             )
+            if use_ann:
+                ann_report |= _ann_recall(q_vec, d_vec, ann_fn, top_k, ann["recall_sample"], device)
+                log(f"{spec.name}: ANN recall@{top_k} {ann_report['ann_recall_at_k']:.4f} on "
+                    f"{ann_report['ann_recall_queries']} queries checked exactly")
         seconds = time.perf_counter() - t0
         top1 = p.group_by("query_id").agg((pl.col("rank") == 1).any()).get_column("rank").mean()
         per_teacher.append({
@@ -317,8 +332,9 @@ def build_candidates(
             "positives_scored": p.height,
             "share_positive_ranked_first": round(float(top1 or 0), 4),
             "mean_positive_score": round(float(p["score"].mean() or 0), 4),
+            "search": "bm25" if spec.kind == "bm25" else ("ann" if use_ann else "exact"),
             "seconds": round(seconds, 2),
-        })
+        } | ann_report)
         log(f"{spec.name}: {c.height} candidates for {len(query_ids)} queries in {seconds:.1f}s")
         all_c.append(c)
         all_p.append(p)
@@ -332,6 +348,34 @@ def build_candidates(
                                                     "rows": candidates.height, "teachers": per_teacher,
                                                     "lancedb_table_versions_read": versions_read})
 
+
+def _ann_search(store, doc_ids: list[str], ann: dict, log: Log):
+    """A `search(query_vectors, width)` through the table's vector index, mapping item ids to doc rows."""
+    state = store.ensure_vector_index()
+    log(f"{store.name}: vector index {state}")
+    row = {f"d:{d}": i for i, d in enumerate(doc_ids)}
+
+    def search(query_vectors: np.ndarray, width: int):
+        scores, items = store.search_documents(query_vectors, width, nprobes=ann["nprobes"],
+                                               refine_factor=ann["refine_factor"])
+        index = np.array([[row.get(i, -1) if i is not None else -1 for i in r] for r in items], dtype=np.int64)
+        scores[index < 0] = -np.inf  # an empty slot or a document no longer in the corpus
+        return scores, np.where(index < 0, 0, index)
+
+    return search, {"ann_index": state, "ann_nprobes": ann["nprobes"], "ann_refine_factor": ann["refine_factor"]}
+
+
+def _ann_recall(q_vec: np.ndarray, d_vec: np.ndarray, search, k: int, sample: int, device: str) -> dict:
+    """Recall@k of the ANN top-k against exact search on a fixed sample of queries."""
+    from retriever_assets.core.search import exact_top_k, top_k_recall
+
+    rows = np.linspace(0, len(q_vec) - 1, num=min(sample, len(q_vec)), dtype=np.int64) if len(q_vec) else []
+    if not len(rows):
+        return {"ann_recall_at_k": 1.0, "ann_recall_queries": 0}
+    approx_scores, approx = search(q_vec[rows], k)
+    approx = np.where(np.isfinite(approx_scores), approx, -1)
+    _, exact = exact_top_k(q_vec[rows], d_vec, k, device=device)
+    return {"ann_recall_at_k": round(top_k_recall(approx, exact), 4), "ann_recall_queries": len(rows)}
 
 # ---------------------------------------------------------------- 4. hard_negatives
 

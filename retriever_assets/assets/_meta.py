@@ -8,7 +8,7 @@ OWNERS = ["team:retrieval"]
 
 def table(rows: list[dict], *, columns: list[str] | None = None) -> dg.TableMetadataValue:
     """A Dagster table from dict rows (values converted to str/float/int/bool as they are)."""
-    columns = columns or (list(rows[0]) if rows else [])
+    columns = columns or list(dict.fromkeys(c for row in rows for c in row))  # every row's keys, in order
     records = []
     for row in rows:
         values = {}

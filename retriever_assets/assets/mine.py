@@ -26,7 +26,10 @@ def candidate_lists(
     """Each training query's top-K candidates per teacher (positives removed) with scores, and its positives' scores."""
     report = steps.build_candidates(
         storage, teachers, context.partition_key, top_k=config.top_k,
-        query_chunk=config.query_chunk, doc_chunk=config.doc_chunk, log=context.log.info,
+        query_chunk=config.query_chunk, doc_chunk=config.doc_chunk, search=config.search,
+        ann={"min_docs": config.ann_min_docs, "nprobes": config.ann_nprobes,
+             "refine_factor": config.ann_refine_factor, "recall_sample": config.ann_recall_sample},
+        log=context.log.info,
     )
     return dg.MaterializeResult(
         metadata={

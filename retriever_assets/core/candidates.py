@@ -100,17 +100,22 @@ def dense_candidates(
     device: str = "cpu",
     query_chunk: int = 4096,
     doc_chunk: int = 65536,
+    search: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Top-k non-positive candidates per query by exact search, and every positive's teacher score.
 
     The search fetches k + (largest number of positives of a query) so that a query with several
-    positives still gets k candidates once its positives are removed.
+    positives still gets k candidates once its positives are removed. `search(query_vectors, width)`
+    replaces the exact search (e.g. an ANN index): it returns (scores, doc row indices), -inf where empty.
     """
     pos_q, pos_d, sets = _positive_index(query_ids, doc_ids, positives)
     extra = max((len(s) for s in sets), default=0)
-    top_scores, top_index = exact_top_k(
-        query_vectors, doc_vectors, k + extra, device=device, query_chunk=query_chunk, doc_chunk=doc_chunk
-    )
+    if search is None:
+        top_scores, top_index = exact_top_k(
+            query_vectors, doc_vectors, k + extra, device=device, query_chunk=query_chunk, doc_chunk=doc_chunk
+        )
+    else:
+        top_scores, top_index = search(query_vectors, k + extra)
     pos_scores = pair_scores(query_vectors, doc_vectors, pos_q, pos_d) if len(pos_q) else np.zeros(0, np.float32)
     return _frames_from_ranking(
         teacher, query_ids, doc_ids, top_scores, top_index, sets, pos_q, pos_d, pos_scores, k

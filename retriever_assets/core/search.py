@@ -48,3 +48,11 @@ def exact_top_k(
 def pair_scores(queries: np.ndarray, docs: np.ndarray, q_idx: np.ndarray, d_idx: np.ndarray) -> np.ndarray:
     """Inner product of the given (query, doc) index pairs: the teacher's score of each positive."""
     return np.einsum("ij,ij->i", queries[q_idx], docs[d_idx]).astype(np.float32)
+
+
+def top_k_recall(approx_index: np.ndarray, exact_index: np.ndarray) -> float:
+    """Mean share of each query's exact top-k that the approximate top-k found (indices; -1 = empty slot)."""
+    if exact_index.size == 0:
+        return 1.0
+    hits = sum(len(set(a[a >= 0].tolist()) & set(e.tolist())) for a, e in zip(approx_index, exact_index, strict=True))
+    return hits / exact_index.size

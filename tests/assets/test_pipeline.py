@@ -183,3 +183,22 @@ def test_editing_one_document_re_embeds_exactly_one(pipeline, scifact_slice_root
     finally:
         corpus.write_text(original, encoding="utf-8")
 
+
+
+def test_candidate_lists_through_the_ann_index_report_recall(pipeline, tiny_encoder):
+    _, instance, resources, storage = pipeline
+    folder = storage / DATASET / "candidates"
+    found = {}
+    for search in ("exact", "ann"):
+        config = {"ops": {"candidate_lists": {"config": {"top_k": 20, "search": search, "ann_nprobes": 50}}}}
+        result = dg.materialize(all_assets(), partition_key=DATASET, instance=instance, resources=resources,
+                                run_config=config, selection=["candidate_lists"])
+        rows = {r.data["teacher"]: r.data for r in
+                materializations(result, "candidate_lists")[0].metadata["teachers"].value.records}
+        assert rows["tiny"]["search"] == search and rows["bm25"]["search"] == "bm25"
+        found[search] = pl.read_parquet(folder / "candidates.parquet").filter(pl.col("teacher") == "tiny")
+    assert rows["tiny"]["ann_recall_at_k"] >= 0.9 and rows["tiny"]["ann_recall_queries"] > 0
+    pairs = {s: set(f.select("query_id", "doc_id").iter_rows()) for s, f in found.items()}
+    assert len(pairs["ann"] & pairs["exact"]) >= 0.9 * len(pairs["exact"])
+    both = found["ann"].join(found["exact"], on=["query_id", "doc_id"], suffix="_exact")
+    assert (both["score"] - both["score_exact"]).abs().max() < 1e-4  # refined: exact cosines, like the positives

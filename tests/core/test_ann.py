@@ -1,0 +1,65 @@
+"""The ANN path: a LanceDB IVF_RQ index on the embeddings table, its recall against exact search, and upkeep."""
+
+import numpy as np
+import polars as pl
+
+from resources import StorageResource
+from retriever_assets.core.candidates import dense_candidates
+from retriever_assets.core.search import exact_top_k, top_k_recall
+
+
+def clustered(n: int, dim: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(20, dim))
+    x = centres[rng.integers(0, 20, n)] + 0.3 * rng.normal(size=(n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def write(store, prefix: str, role: str, vectors: np.ndarray, start: int = 0) -> None:
+    ids = [f"{prefix}{i}" for i in range(start, start + len(vectors))]
+    items = pl.DataFrame({"item_id": ids, "role": [role] * len(ids), "content_hash": ids,
+                          "cache_key": ["k"] * len(ids)})
+    store.write(items, vectors, model="synthetic")
+
+
+def test_top_k_recall_counts_shared_items():
+    exact = np.array([[1, 2, 3], [4, 5, 6]])
+    assert top_k_recall(np.array([[3, 2, 1], [4, -1, 9]]), exact) == (3 + 1) / 6
+    assert top_k_recall(np.zeros((0, 3), dtype=int), np.zeros((0, 3), dtype=int)) == 1.0
+
+
+def test_ann_index_finds_documents_only_with_high_recall_and_is_kept_up_to_date(tmp_path):
+    store = StorageResource(root=str(tmp_path)).embedding_store("ds", "t")
+    docs, queries = clustered(3000, 32, 0), clustered(50, 32, 1)
+    write(store, "d:", "document", docs)
+    write(store, "q:", "query", queries)  # queries live in the same table: the search must skip them
+    assert store.ensure_vector_index() == "created"
+    assert store.ensure_vector_index() == "reused"
+    _, exact = exact_top_k(queries, docs, 10)
+
+    def found(items):
+        assert all(str(i).startswith("d:") for row in items for i in row if i is not None)
+        return np.array([[int(str(i)[2:]) if i is not None else -1 for i in row] for row in items])
+
+    scores, items = store.search_documents(queries, 10, nprobes=64, refine_factor=5)  # re-ranked exactly
+    assert top_k_recall(found(items), exact) > 0.95
+    true = np.take_along_axis(queries @ docs.T, found(items), axis=1)
+    np.testing.assert_allclose(scores, true, atol=1e-4)  # refined scores are the exact cosines
+    write(store, "d:", "document", clustered(1500, 32, 2), start=3000)  # 1/3 of the rows are new
+    assert store.ensure_vector_index() == "updated"
+
+
+def test_dense_candidates_accept_another_search():
+    docs, queries = clustered(200, 16, 3), clustered(5, 16, 4)
+    positives = pl.DataFrame({"query_id": ["q0"], "doc_id": ["d7"]})
+    q_ids, d_ids = [f"q{i}" for i in range(5)], [f"d{i}" for i in range(200)]
+    exact = dense_candidates("t", q_ids, queries, d_ids, docs, positives, k=8)
+    calls = []
+
+    def search(q, width):
+        calls.append(width)
+        return exact_top_k(q, docs, width)
+
+    via_hook = dense_candidates("t", q_ids, queries, d_ids, docs, positives, k=8, search=search)
+    assert calls == [9]  # k + the largest number of positives of a query
+    assert via_hook[0].equals(exact[0]) and via_hook[1].equals(exact[1])
