@@ -26,7 +26,8 @@ Queries come from the same clusters (another seed).
 
 Default (about 10 minutes on 2 busy cores): cells 100k x 1k, 100k x 10k and 1M x 10k (growth with query count at
 100k, with corpus size at 10k queries); mining at 100k x 10k; ANN IVF_RQ (4 bits) on 1M with the same 10k queries,
-nprobes 20 and 50. The 1M x 10k cell dominates (7.7 TFLOP: about 4-6 minutes when the cores are shared).
+nprobes:refine 20:0, 20:5 (the pipeline's default) and 50:5. The 1M x 10k cell dominates (7.7 TFLOP: about
+4-6 minutes when the cores are shared).
 `--corpus 100000,1000000 --queries 1000,10000` runs the full cross product instead.
 """
 
@@ -348,7 +349,7 @@ def main() -> None:
     p.add_argument("--rq-bits", type=int, default=4, help="IVF_RQ bits per dimension (1 = plain RaBitQ)")
     p.add_argument("--partitions", type=int, default=None, help="IVF partitions (default: LanceDB's choice)")
     p.add_argument("--pq-sub-vectors", type=int, default=48)
-    p.add_argument("--ann-settings", type=lambda s: s.split(","), default=["20:0", "50:0"],
+    p.add_argument("--ann-settings", type=lambda s: s.split(","), default=["20:0", "20:5", "50:5"],
                    help="nprobes:refine_factor pairs (0 = LanceDB default / no refine)")
     p.add_argument("--ann-batch", type=int, default=1000, help="queries per LanceDB search call")
     p.add_argument("--keep", action="store_true")
