@@ -173,7 +173,7 @@ def count_truncated(tokenizer, texts: list[str], max_seq_length: int) -> int:
     if not suspects:
         return 0
     lengths = tokenizer(suspects, truncation=False, return_attention_mask=False,
-                        return_token_type_ids=False)["input_ids"]
+                        return_token_type_ids=False, verbose=False)["input_ids"]  # long texts expected
     return int(sum(len(ids) > max_seq_length for ids in lengths))
 
 

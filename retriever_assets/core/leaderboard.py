@@ -97,11 +97,19 @@ def build_leaderboard(scores: dict[str, dict], mining: dict[str, dict], training
 
 
 def to_markdown(frame: pl.DataFrame) -> str:
-    """A GitHub-style table with 4 decimals."""
+    """A GitHub-style table: 4 decimals, seconds with 1."""
     cols = frame.columns
+
+    def cell(col: str, v) -> str:
+        if v is None:
+            return ""
+        if isinstance(v, float):
+            return f"{v:.1f}" if col.endswith("seconds") else f"{v:.4f}"
+        return str(v)
+
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in frame.iter_rows():
-        cells = [f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v)) for v in row]
+        cells = [cell(c, v) for c, v in zip(cols, row)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

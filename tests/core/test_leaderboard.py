@@ -34,7 +34,9 @@ def test_leaderboard_has_one_row_per_model_sorted_with_deltas():
     assert board["model"].to_list() == ["student: naive", "student: percpos", "base student", "teacher minilm"]
     assert board["delta_ndcg_at_10"].to_list() == pytest.approx([0.10, 0.08, 0.0, 0.0])
     assert board.filter(pl.col("recipe") == "percpos")["share_dropped_by_rule"][0] == pytest.approx(0.25)
-    assert "| student: naive |" in to_markdown(board)
+    table = to_markdown(board)
+    assert "| student: naive | naive | 0.7000 |" in table
+    assert "| 10.0 | 42 |" in table  # seconds keep one decimal, metrics four
 
 
 def test_audit_flags_negatives_the_judge_scores_at_or_above_the_lowest_positive():
