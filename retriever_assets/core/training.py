@@ -34,7 +34,7 @@ class TrainingSettings:
 class TrainingOutcome:
     model_dir: Path
     steps: int
-    seconds: float
+    seconds: float  # training time over every attempt (a resumed run adds the time its checkpoint recorded)
     examples: int
     loss_curve: list[tuple[int, float]] = field(default_factory=list)
     resumed_from: str | None = None
@@ -89,6 +89,17 @@ def training_fingerprint(groups: dict[int, list[dict]], settings: TrainingSettin
     return h.hexdigest()
 
 
+ELAPSED_FILE = "elapsed_seconds.json"
+
+
+def _recorded_seconds(checkpoint: Path) -> float:
+    """Training seconds spent up to a checkpoint (0 for checkpoints written before this was recorded)."""
+    try:
+        return float(json.loads((checkpoint / ELAPSED_FILE).read_text())["seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
 def fine_tune_student(
     model,  # a SentenceTransformer, modified in place
     groups: dict[int, list[dict[str, str]]],
@@ -122,7 +133,8 @@ def fine_tune_student(
         shutil.rmtree(trainer_dir)  # checkpoints of other data or settings cannot be resumed
     trainer_dir.mkdir(parents=True, exist_ok=True)
     marker.write_text(fingerprint)
-    checkpoints = sorted(trainer_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    checkpoints = sorted((p for p in trainer_dir.glob("checkpoint-*") if (p / "trainer_state.json").exists()),
+                         key=lambda p: int(p.name.split("-")[1]))  # a kill mid-save leaves no trainer_state.json
     resume = str(checkpoints[-1]) if checkpoints else None
 
     datasets = {f"neg{m}": Dataset.from_list(rows) for m, rows in groups.items()}
@@ -149,19 +161,27 @@ def fine_tune_student(
         dataloader_pin_memory=torch.cuda.is_available(),
     )
 
+    earlier = _recorded_seconds(Path(resume)) if resume else 0.0
+    start = time.perf_counter()
+
     class _Progress(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs and (state.global_step % 10 == 0 or state.global_step == state.max_steps):
                 log(f"step {state.global_step}/{state.max_steps} loss {logs['loss']:.4f}")
 
+        def on_save(self, args, state, control, **kwargs):  # so a resumed run reports its whole training time
+            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if checkpoint.is_dir():
+                (checkpoint / ELAPSED_FILE).write_text(json.dumps(
+                    {"seconds": earlier + time.perf_counter() - start}))
+
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=train_dataset, loss=loss, callbacks=[_Progress()]
     )
-    start = time.perf_counter()
     if resume:
-        log(f"resuming from {resume}")
+        log(f"resuming from {resume} ({earlier:.0f} s of training recorded before it)")
     trainer.train(resume_from_checkpoint=resume)
-    seconds = time.perf_counter() - start
+    seconds = earlier + time.perf_counter() - start
     curve = [(int(e["step"]), float(e["loss"])) for e in trainer.state.log_history if "loss" in e]
 
     final = output_dir / "model"

@@ -1,5 +1,6 @@
 """SIGKILL during student training, then re-run: training resumes from the latest checkpoint and ends identical."""
 
+import json
 import os
 import signal
 import subprocess
@@ -69,16 +70,21 @@ def test_killed_training_resumes_from_the_latest_checkpoint(scifact_slice_root, 
     child = subprocess.Popen([sys.executable, "-c", CHILD, storage.root, str(tiny_encoder), DATASET], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not list(trainer_dir.glob("checkpoint-4/trainer_state.json")):
+    while time.monotonic() < deadline and not list(trainer_dir.glob("checkpoint-4/elapsed_seconds.json")):
         time.sleep(0.1)
     os.killpg(child.pid, signal.SIGKILL)
     child.wait(timeout=30)
     assert list(trainer_dir.glob("checkpoint-*")), "no checkpoint was written before the kill"
     assert not (trainer_dir.parent / "model").exists(), "the kill came too late: training had finished"
+    latest = max(trainer_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    before = json.loads((latest / "elapsed_seconds.json").read_text())["seconds"]
 
     resumed = steps.train_student(storage, teachers, DATASET, "r", base_model=str(tiny_encoder),
                                   settings=TrainingSettings(**SETTINGS), log=lambda m: None)
     assert resumed.values["resumed_from"] and "checkpoint-" in resumed.values["resumed_from"]
+    # the killed attempt's time counts: the checkpoint recorded it (>= 4 slowed steps) and the total includes it
+    assert before >= 4 * 0.4
+    assert resumed.values["train_seconds"] >= round(before, 1)
     assert resumed.values["steps"] == ref.values["steps"]
     np.testing.assert_allclose(_weights(resumed.values["model_dir"]), _weights(ref.values["model_dir"]), atol=1e-6)
     negatives = pl.read_parquet(Path(storage.root) / DATASET / "negatives" / "r" / "negatives.parquet")
