@@ -26,7 +26,8 @@ Queries come from the same clusters (another seed).
 
 Default (about 10 minutes on 2 busy cores): cells 100k x 1k, 100k x 10k and 1M x 10k (growth with query count at
 100k, with corpus size at 10k queries); mining at 100k x 10k; ANN IVF_RQ (4 bits) on 1M with the same 10k queries,
-nprobes:refine 20:0, 20:5 (the pipeline's default) and 50:5. The 1M x 10k cell dominates (7.7 TFLOP: about
+nprobes:refine 20:0, 20:5 (LanceDB's refine), 20:5m (the pipeline's default: 150 candidates from the index, exact
+cosines computed in memory) and 50:5m. The 1M x 10k cell dominates (7.7 TFLOP: about
 4-6 minutes when the cores are shared).
 `--corpus 100000,1000000 --queries 1000,10000` runs the full cross product instead.
 """
@@ -256,18 +257,22 @@ def task_ann(args, work: Path) -> dict:
     queries = generate(args, 2, args.ann_queries)
     exact_file = work / f"exact_{n}_{args.ann_queries}.npy"
     exact = np.load(exact_file) if exact_file.exists() else None
+    in_memory = any(s.endswith("m") for s in args.ann_settings)
+    corpus = generate(args, 1, n) if in_memory else None  # the pipeline holds the corpus vectors in memory
     runs = []
     for setting in args.ann_settings:
-        nprobes, refine = (int(v) for v in setting.split(":"))
-        found = np.full((len(queries), args.k), -1, dtype=np.int64)
+        local = setting.endswith("m")  # refine with exact cosines in memory (core.search.rescore_top_k)
+        nprobes, refine = (int(v) for v in setting.rstrip("m").split(":"))
+        fetch = args.k * refine if local and refine else args.k
+        found = np.full((len(queries), fetch), -1, dtype=np.int64)
         with PeakRSS() as mem:
             t0 = time.perf_counter()
             for q0 in range(0, len(queries), args.ann_batch):
                 qb = queries[q0 : q0 + args.ann_batch]
-                query = table.search(list(qb)).distance_type("cosine").limit(args.k).select(["id", "_distance"])
+                query = table.search(list(qb)).distance_type("cosine").limit(fetch).select(["id", "_distance"])
                 if nprobes:
                     query = query.nprobes(nprobes)
-                if refine:
+                if refine and not local:
                     query = query.refine_factor(refine)
                 res = query.to_arrow()
                 qi = res["query_index"].to_numpy() + q0
@@ -277,16 +282,23 @@ def task_ann(args, work: Path) -> dict:
                 qi, ids = qi[order], ids[order]
                 first = np.searchsorted(qi, qi, side="left")
                 slot = np.arange(len(qi)) - first
-                keep = slot < args.k
+                keep = slot < fetch
                 found[qi[keep], slot[keep]] = ids[keep]
+            if local and refine:
+                from retriever_assets.core.search import rescore_top_k
+
+                _, found = rescore_top_k(queries, corpus, found, args.k)
             elapsed = time.perf_counter() - t0
         recall = None
         if exact is not None:
             hits = sum(len(set(found[i][found[i] >= 0]) & set(exact[i])) for i in range(len(queries)))
             recall = hits / exact.size
-        runs.append({"nprobes": nprobes, "refine_factor": refine, "seconds": elapsed, "qps": len(queries) / elapsed,
+        runs.append({"nprobes": nprobes, "refine_factor": refine, "refine_in_memory": local, "seconds": elapsed,
+                     "qps": len(queries) / elapsed,
                      "recall": recall, "rss_peak": mem.peak})
-        print(f"    ANN nprobes={nprobes or 'default'} refine={refine or 'none'}: {len(queries) / elapsed:8.1f} q/s, "
+        where = " in memory" if local else ""
+        print(f"    ANN nprobes={nprobes or 'default'} refine={refine or 'none'}{where}: "
+              f"{len(queries) / elapsed:8.1f} q/s, "
               f"recall@{args.k} " + (f"{recall:.4f}" if recall is not None else "n/a"), flush=True)
     size = sum(f.stat().st_size for f in Path(db_dir).rglob("*") if f.is_file())
     return {"docs": n, "queries": len(queries), "write": b1 - b0 - gen_s, "write_incl_gen": b1 - b0, "gen": gen_s,
@@ -349,8 +361,9 @@ def main() -> None:
     p.add_argument("--rq-bits", type=int, default=4, help="IVF_RQ bits per dimension (1 = plain RaBitQ)")
     p.add_argument("--partitions", type=int, default=None, help="IVF partitions (default: LanceDB's choice)")
     p.add_argument("--pq-sub-vectors", type=int, default=48)
-    p.add_argument("--ann-settings", type=lambda s: s.split(","), default=["20:0", "20:5", "50:5"],
-                   help="nprobes:refine_factor pairs (0 = LanceDB default / no refine)")
+    p.add_argument("--ann-settings", type=lambda s: s.split(","), default=["20:0", "20:5", "20:5m", "50:5m"],
+                   help="nprobes:refine_factor pairs (0 = LanceDB default / no refine); a trailing m refines with "
+                        "exact cosines in memory (the pipeline's way) instead of LanceDB's refine")
     p.add_argument("--ann-batch", type=int, default=1000, help="queries per LanceDB search call")
     p.add_argument("--keep", action="store_true")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -451,7 +464,8 @@ def main() -> None:
         for r in ann["runs"]:
             speed = f"{r['qps'] / exact_cell['ours_qps']:.1f}" if exact_cell else "n/a"
             rec = f"{r['recall']:.4f}" if r["recall"] is not None else "n/a"
-            print(f"| ANN nprobes={r['nprobes'] or 'default'}, refine={r['refine_factor'] or 'none'}, "
+            print(f"| ANN nprobes={r['nprobes'] or 'default'}, refine={r['refine_factor'] or 'none'}"
+                  f"{' in memory' if r.get('refine_in_memory') else ''}, "
                   f"{args.ann_batch} queries per call | {r['qps']:,.0f} | {speed} | {rec} |")
 
 

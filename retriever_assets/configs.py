@@ -28,7 +28,7 @@ class CandidateConfig(dg.Config):
     search: str = "auto"  # exact | ann | auto (ANN through a LanceDB IVF_RQ index from ann_min_docs documents)
     ann_min_docs: int = 1_000_000
     ann_nprobes: int = 20  # IVF partitions searched per query (more: better recall, slower)
-    ann_refine_factor: int | None = 5  # re-rank refine_factor x k candidates with full vectors: exact scores
+    ann_refine_factor: int | None = 5  # index proposes refine_factor x k candidates, re-ranked by exact cosines
     ann_recall_sample: int = 200  # queries also searched exactly to report the ANN's recall@k
 
 

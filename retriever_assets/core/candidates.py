@@ -51,37 +51,38 @@ def _frames_from_ranking(
     pos_scores: np.ndarray,
     k: int,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    # where each positive pair sits in its query's ranking (vectorised: one row of the ranking per positive)
     is_pos = np.zeros(top_index.shape, dtype=bool)
-    pos_rank: dict[tuple[int, int], int] = {}
-    for qi, pset in enumerate(positive_sets):
-        if pset:
-            row = top_index[qi]
-            for j in np.flatnonzero(np.isin(row, list(pset))):
-                is_pos[qi, j] = True
-                pos_rank[(qi, int(row[j]))] = j + 1
+    hit_pair, hit_col = np.nonzero(top_index[pos_q] == pos_d[:, None]) if len(pos_q) else ((), ())
+    hit_pair, hit_col = np.asarray(hit_pair, dtype=np.int64), np.asarray(hit_col, dtype=np.int64)
+    hit_pair_ok = np.isfinite(top_scores[pos_q[hit_pair], hit_col]) if len(hit_pair) else np.zeros(0, bool)
+    hit_pair, hit_col = hit_pair[hit_pair_ok], hit_col[hit_pair_ok]
+    is_pos[pos_q[hit_pair], hit_col] = True
+    rank_of_pair = np.zeros(len(pos_q), dtype=np.int64)  # 0: below the window
+    rank_of_pair[hit_pair] = hit_col + 1
     # rank among non-positives, then keep the first k of them
     neg_rank = np.cumsum(~is_pos, axis=1)
     keep = (~is_pos) & (neg_rank <= k) & np.isfinite(top_scores)
     rows_q, rows_c = np.nonzero(keep)
-    doc_ids_arr = np.asarray(doc_ids, dtype=object)
-    query_ids_arr = np.asarray(query_ids, dtype=object)
+    doc_col = pl.Series("doc_id", list(doc_ids), dtype=pl.String)  # gather by row: no per-row Python objects
+    query_col = pl.Series("query_id", list(query_ids), dtype=pl.String)
     candidates = pl.DataFrame(
         {
-            "query_id": query_ids_arr[rows_q].tolist(),
-            "teacher": [teacher] * len(rows_q),
+            "query_id": query_col.gather(rows_q),
+            "teacher": pl.repeat(teacher, len(rows_q), dtype=pl.String, eager=True),
             "rank": neg_rank[rows_q, rows_c].astype(np.int32),
-            "doc_id": doc_ids_arr[top_index[rows_q, rows_c]].tolist(),
+            "doc_id": doc_col.gather(top_index[rows_q, rows_c]),
             "score": top_scores[rows_q, rows_c].astype(np.float32),
         },
         schema=CANDIDATE_SCHEMA,
     )
     positives = pl.DataFrame(
         {
-            "query_id": query_ids_arr[pos_q].tolist(),
-            "teacher": [teacher] * len(pos_q),
-            "doc_id": doc_ids_arr[pos_d].tolist(),
+            "query_id": query_col.gather(pos_q),
+            "teacher": pl.repeat(teacher, len(pos_q), dtype=pl.String, eager=True),
+            "doc_id": doc_col.gather(pos_d),
             "score": pos_scores.astype(np.float32),
-            "rank": [pos_rank.get((int(q), int(d))) for q, d in zip(pos_q, pos_d, strict=True)],
+            "rank": pl.Series(rank_of_pair, dtype=pl.Int32).replace(0, None),
         },
         schema=POSITIVE_SCHEMA,
     )

@@ -109,7 +109,7 @@ def to_markdown(frame: pl.DataFrame) -> str:
 
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in frame.iter_rows():
-        cells = [cell(c, v) for c, v in zip(cols, row)]
+        cells = [cell(c, v) for c, v in zip(cols, row, strict=True)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

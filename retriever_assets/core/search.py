@@ -36,6 +36,9 @@ def exact_top_k(
                 dc = d[d0 : d0 + doc_chunk].to(device=device, dtype=dtype)
                 sims = (qc @ dc.T).float()  # (q_chunk, d_chunk)
                 s, i = torch.topk(sims, min(k, sims.shape[1]), dim=1)
+                if d0 == 0 and s.shape[1] == k:  # first chunk: nothing to merge with yet
+                    best_s, best_i = s, i
+                    continue
                 merged_s = torch.cat([best_s, s], dim=1)  # (q_chunk, k + k')
                 merged_i = torch.cat([best_i, i + d0], dim=1)
                 best_s, pos = torch.topk(merged_s, k, dim=1)
@@ -56,3 +59,34 @@ def top_k_recall(approx_index: np.ndarray, exact_index: np.ndarray) -> float:
         return 1.0
     hits = sum(len(set(a[a >= 0].tolist()) & set(e.tolist())) for a, e in zip(approx_index, exact_index, strict=True))
     return hits / exact_index.size
+
+
+def rescore_top_k(
+    queries: np.ndarray,  # (n, dim)
+    docs: np.ndarray,  # (n_docs, dim)
+    candidate_index: np.ndarray,  # (n, m) doc rows from an approximate search, -1 = empty slot
+    k: int,
+    *,
+    query_chunk: int = 1024,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner products of each query with its m approximate candidates, best k first (ties: lower row).
+
+    This is an ANN index's "refine" step done on vectors already in memory: the index only has to find the
+    right neighbourhood (m = k * refine_factor candidates), the order and the scores are exact.
+    Returns (scores (n, k) float32, -inf where fewer than k candidates; doc rows (n, k), -1 there).
+    """
+    n, m = candidate_index.shape
+    width = min(k, m)
+    scores = np.full((n, k), -np.inf, dtype=np.float32)
+    rows = np.full((n, k), -1, dtype=np.int64)
+    for q0 in range(0, n, query_chunk):
+        idx = candidate_index[q0 : q0 + query_chunk]
+        valid = idx >= 0
+        sims = np.einsum("qd,qmd->qm", queries[q0 : q0 + query_chunk].astype(np.float32),
+                         docs[np.where(valid, idx, 0)].astype(np.float32, copy=False))
+        sims[~valid] = -np.inf
+        order = np.lexsort((np.where(valid, idx, np.iinfo(np.int64).max), -sims), axis=1)[:, :width]
+        top = np.take_along_axis(sims, order, axis=1)
+        scores[q0 : q0 + query_chunk, :width] = top
+        rows[q0 : q0 + query_chunk, :width] = np.where(np.isfinite(top), np.take_along_axis(idx, order, axis=1), -1)
+    return scores, rows

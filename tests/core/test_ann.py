@@ -5,7 +5,7 @@ import polars as pl
 
 from resources import StorageResource
 from retriever_assets.core.candidates import dense_candidates
-from retriever_assets.core.search import exact_top_k, top_k_recall
+from retriever_assets.core.search import exact_top_k, rescore_top_k, top_k_recall
 
 
 def clustered(n: int, dim: int, seed: int) -> np.ndarray:
@@ -26,6 +26,24 @@ def test_top_k_recall_counts_shared_items():
     exact = np.array([[1, 2, 3], [4, 5, 6]])
     assert top_k_recall(np.array([[3, 2, 1], [4, -1, 9]]), exact) == (3 + 1) / 6
     assert top_k_recall(np.zeros((0, 3), dtype=int), np.zeros((0, 3), dtype=int)) == 1.0
+
+
+def test_rescore_top_k_orders_candidates_by_exact_score_and_skips_empty_slots():
+    docs, queries = clustered(200, 16, 2), clustered(7, 16, 3)
+    exact_scores, exact_rows = exact_top_k(queries, docs, 5)
+    rng = np.random.default_rng(0)
+    # candidates: the true top-5 hidden among 20 shuffled rows, with empty slots (-1)
+    cands = np.full((7, 25), -1, dtype=np.int64)
+    for i in range(7):
+        others = rng.choice(np.setdiff1d(np.arange(200), exact_rows[i]), 15, replace=False)
+        cands[i, :20] = rng.permutation(np.concatenate([exact_rows[i], others]))
+    scores, rows = rescore_top_k(queries, docs, cands, 5, query_chunk=3)
+    np.testing.assert_array_equal(rows, exact_rows)
+    np.testing.assert_allclose(scores, exact_scores, rtol=1e-5, atol=1e-6)
+    # fewer candidates than k: -inf and -1 fill the tail
+    scores, rows = rescore_top_k(queries[:1], docs, np.array([[4, -1, 9]]), 5)
+    assert rows[0, 2:].tolist() == [-1, -1, -1] and np.isneginf(scores[0, 2:]).all()
+    assert sorted(rows[0, :2].tolist()) == [4, 9] and scores[0, 0] >= scores[0, 1]
 
 
 def test_ann_index_finds_documents_only_with_high_recall_and_is_kept_up_to_date(tmp_path):
