@@ -45,7 +45,6 @@ def _frames_from_ranking(
     doc_ids: Sequence[str],
     top_scores: np.ndarray,  # (n_queries, k + max_positives)
     top_index: np.ndarray,  # (n_queries, k + max_positives)
-    positive_sets: list[set[int]],
     pos_q: np.ndarray,
     pos_d: np.ndarray,
     pos_scores: np.ndarray,
@@ -119,7 +118,7 @@ def dense_candidates(
         top_scores, top_index = search(query_vectors, k + extra)
     pos_scores = pair_scores(query_vectors, doc_vectors, pos_q, pos_d) if len(pos_q) else np.zeros(0, np.float32)
     return _frames_from_ranking(
-        teacher, query_ids, doc_ids, top_scores, top_index, sets, pos_q, pos_d, pos_scores, k
+        teacher, query_ids, doc_ids, top_scores, top_index, pos_q, pos_d, pos_scores, k
     )
 
 
@@ -169,5 +168,5 @@ def bm25_candidates(
     # BM25 gives 0 to documents sharing no term with the query: they are not candidates
     top_scores[top_scores <= 0] = -np.inf
     return _frames_from_ranking(
-        teacher, query_ids, doc_ids, top_scores, top_index, sets, pos_q, pos_d, pos_scores, k
+        teacher, query_ids, doc_ids, top_scores, top_index, pos_q, pos_d, pos_scores, k
     )
