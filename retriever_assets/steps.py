@@ -627,7 +627,20 @@ def compare_recipes(
         training[name] = json.loads((storage.dataset_dir(dataset, "student", name) / "manifest.json").read_text())
     if not scores:
         raise RuntimeError(f"no recipe of {dataset!r} has MTEB scores yet: materialize mteb_scores first")
+    out = storage.dataset_dir(dataset, "leaderboard")
+    previous = json.loads((out / "audit.json").read_text()) if (out / "audit.json").exists() else {}
+    negatives_hash = {
+        name: hashlib.blake2b((storage.dataset_dir(dataset, "negatives", name) / "negatives.parquet").read_bytes(),
+                              digest_size=12).hexdigest()
+        for name in scores
+    }
     audits: dict[str, dict] = {}
+    if not judge_model:
+        # an audit made earlier stays valid as long as the recipe's negatives are the same file content
+        audits = {name: previous[name] for name in scores
+                  if previous.get(name, {}).get("negatives_hash") == negatives_hash[name]}
+        for name in audits:
+            log(f"recipe {name}: audit kept from an earlier leaderboard (same negatives; no judge configured now)")
     if judge_model:
         model, path = teachers.load(EncoderSpec(name="judge", model=judge_model, max_seq_length=judge_max_seq_length))
         q_text = dict(queries.select("query_id", "text").iter_rows())
@@ -648,14 +661,19 @@ def compare_recipes(
         positives = positives_of(qrels, manifest["train_split"])
         audited = select_training_queries(positives["query_id"].to_list(), audit_max_queries)
         positives = positives.filter(pl.col("query_id").is_in(audited))
+        setup = {"judge": path, "judge_max_seq_length": judge_max_seq_length, "queries_audited": len(audited)}
         for name in scores:
+            same = previous.get(name, {})
+            if same.get("negatives_hash") == negatives_hash[name] and all(same.get(k) == v for k, v in setup.items()):
+                audits[name] = same  # same negatives, judge and queries: the audit would come out the same
+                log(f"recipe {name}: audit reused ({same['false_negative_share']:.1%} suspected false negatives)")
+                continue
             negatives = pl.read_parquet(storage.dataset_dir(dataset, "negatives", name) / "negatives.parquet")
             negatives = negatives.filter(pl.col("query_id").is_in(audited))
-            audits[name] = false_negative_audit(negatives, positives, judge) | {
-                "judge": path, "judge_max_seq_length": judge_max_seq_length, "queries_audited": len(audited)}
+            audits[name] = false_negative_audit(negatives, positives, judge) | setup | {
+                "negatives_hash": negatives_hash[name]}
             log(f"recipe {name}: {audits[name]['false_negative_share']:.1%} suspected false negatives")
     board = build_leaderboard(scores, mining, training, audits)
-    out = storage.dataset_dir(dataset, "leaderboard")
     board.write_csv(out / "leaderboard.csv")
     seeds = summarize_seeds(board)
     (out / "leaderboard.md").write_text(to_markdown(board) + "\n")

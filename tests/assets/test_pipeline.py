@@ -202,3 +202,38 @@ def test_candidate_lists_through_the_ann_index_report_recall(pipeline, tiny_enco
     assert len(pairs["ann"] & pairs["exact"]) >= 0.9 * len(pairs["exact"])
     both = found["ann"].join(found["exact"], on=["query_id", "doc_id"], suffix="_exact")
     assert (both["score"] - both["score_exact"]).abs().max() < 1e-4  # refined: exact cosines, like the positives
+
+
+def test_audits_are_kept_while_negatives_are_unchanged(pipeline, tiny_encoder):
+    from retriever_assets import steps
+
+    _, _, resources, storage = pipeline
+    folder = storage / DATASET / "leaderboard"
+    storage_res, teachers = resources["storage"], resources["teachers"]
+    messages: list[str] = []
+    # the same judge and settings again: the audit is reused, not recomputed
+    first = steps.compare_recipes(storage_res, teachers, DATASET, ["percpos-0.95"], judge_model=str(tiny_encoder),
+                                  audit_max_queries=10, log=messages.append)
+    second = steps.compare_recipes(storage_res, teachers, DATASET, ["percpos-0.95"], judge_model=str(tiny_encoder),
+                                   audit_max_queries=10, log=messages.append)
+    assert any("audit reused" in m for m in messages)
+    keys = ("false_negative_share", "negatives", "suspected_false_negatives", "queries_audited", "negatives_hash")
+
+    def same(a: dict, b: dict) -> bool:
+        return all(a[k] == b[k] for k in keys)
+
+    assert same(second.values["audits"]["percpos-0.95"], first.values["audits"]["percpos-0.95"])
+    # no judge now (e.g. a plain run adding another recipe): the earlier audit stays on the board
+    plain = steps.compare_recipes(storage_res, teachers, DATASET, ["percpos-0.95"], judge_model=None,
+                                  log=messages.append)
+    assert same(plain.values["audits"]["percpos-0.95"], first.values["audits"]["percpos-0.95"])
+    assert plain.values["board"].filter(pl.col("recipe") == "percpos-0.95")["false_negative_share"][0] is not None
+    # negatives that changed since the audit: it is dropped rather than shown for other negatives
+    audit = json.loads((folder / "audit.json").read_text())
+    audit["percpos-0.95"]["negatives_hash"] = "something else"
+    (folder / "audit.json").write_text(json.dumps(audit))
+    stale = steps.compare_recipes(storage_res, teachers, DATASET, ["percpos-0.95"], judge_model=None,
+                                  log=messages.append)
+    assert stale.values["audits"] == {}
+    steps.compare_recipes(storage_res, teachers, DATASET, ["percpos-0.95"], judge_model=str(tiny_encoder),
+                          audit_max_queries=10, log=messages.append)  # leave an audit for the other tests
