@@ -35,11 +35,12 @@ def _print_scores(storage_root: str, dataset: str, recipe: str) -> None:
     results = data["results"]
     base = results["base student"]["ndcg_at_10"]
     print(f"\nMTEB retrieval scores: dataset {dataset}, split {data['split']}, recipe {recipe}")
-    header = f"{'model':<32} {'nDCG@10':>8} {'delta':>8} {'R@100':>8} {'MRR@10':>8} {'MAP@10':>8}"
+    width = max([32, *(len(label) for label in results)])
+    header = f"{'model':<{width}} {'nDCG@10':>8} {'delta':>8} {'R@100':>8} {'MRR@10':>8} {'MAP@10':>8}"
     print(header)
     print("-" * len(header))
     for label, r in results.items():
-        print(f"{label:<32} {r['ndcg_at_10']:>8.4f} {r['ndcg_at_10'] - base:>+8.4f} {r['recall_at_100']:>8.4f} "
+        print(f"{label:<{width}} {r['ndcg_at_10']:>8.4f} {r['ndcg_at_10'] - base:>+8.4f} {r['recall_at_100']:>8.4f} "
               f"{r['mrr_at_10']:>8.4f} {r['map_at_10']:>8.4f}")
     print(f"\nresult JSON: {Path(storage_root) / dataset / 'scores' / recipe}")
 
