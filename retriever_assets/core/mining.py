@@ -232,8 +232,12 @@ def mine_hard_negatives(
     per_teacher = (
         filtered.group_by("teacher")
         .agg(candidates=pl.len(), dropped_by_rule=(~pl.col("kept")).sum())
+        .join(negatives.group_by("teacher").agg(negatives=pl.len(), mean_negative_score=pl.col("score").mean()),
+              on="teacher", how="left")
         .sort("teacher")
     )
+    # teachers' scores live on different scales (cosine vs BM25): one mean only when one teacher gave them all
+    single_scale = negatives["teacher"].n_unique() == 1
     stats = {
         "recipe": recipe.to_dict(),
         "queries": len(query_ids),
@@ -245,6 +249,6 @@ def mine_hard_negatives(
         "candidates_dropped_by_rule": int((~filtered["kept"]).sum()),
         "per_teacher": per_teacher.to_dicts(),
         "negatives": int(negatives.height),
-        "mean_negative_score": float(negatives["score"].mean()) if negatives.height else None,
+        "mean_negative_score": float(negatives["score"].mean()) if negatives.height and single_scale else None,
     }
     return MiningResult(negatives=negatives.sort("query_id", "slot"), filtered=filtered, stats=stats)

@@ -146,6 +146,13 @@ def test_intra_sample_ensemble_with_and_without_dedup():
     dedup = mine_hard_negatives(c, pos, MiningRecipe(teachers=("a", "b"), ensemble="intra_dedup"))
     assert negs(dedup) == ["x", "y", "w", "z"]
     assert dedup.negatives["teacher"].to_list() == ["a", "b", "b", "a"]
+    # two teachers' scores are not on one scale: no pooled mean, one mean per teacher instead
+    assert dedup.stats["mean_negative_score"] is None
+    per = {t["teacher"]: t for t in dedup.stats["per_teacher"]}
+    for t in ("a", "b"):
+        mine = dedup.negatives.filter(pl.col("teacher") == t)
+        assert per[t]["negatives"] == mine.height
+        assert per[t]["mean_negative_score"] == pytest.approx(mine["score"].mean())
 
 
 def test_cross_sample_ensemble_takes_one_teacher_per_query():
