@@ -634,15 +634,27 @@ def compare_recipes(
                               digest_size=12).hexdigest()
         for name in scores
     }
-    audits: dict[str, dict] = {}
-    if not judge_model:
-        # an audit made earlier stays valid as long as the recipe's negatives are the same file content
-        audits = {name: previous[name] for name in scores
-                  if previous.get(name, {}).get("negatives_hash") == negatives_hash[name]}
-        for name in audits:
-            log(f"recipe {name}: audit kept from an earlier leaderboard (same negatives; no judge configured now)")
+    # an audit stays valid while the recipe's negatives are the same file content (and, when a judge is set,
+    # the same judge, length and audited queries); without a judge, earlier audits are kept rather than lost
+    setup: dict | None = None
     if judge_model:
-        model, path = teachers.load(EncoderSpec(name="judge", model=judge_model, max_seq_length=judge_max_seq_length))
+        judge_spec = EncoderSpec(name="judge", model=judge_model, max_seq_length=judge_max_seq_length)
+        positives = positives_of(qrels, manifest["train_split"])
+        audited = select_training_queries(positives["query_id"].to_list(), audit_max_queries)
+        positives = positives.filter(pl.col("query_id").is_in(audited))
+        setup = {"judge": teachers_path(teachers, judge_spec), "judge_max_seq_length": judge_max_seq_length,
+                 "queries_audited": len(audited)}
+    audits: dict[str, dict] = {}
+    for name in scores:
+        same = previous.get(name, {})
+        if same.get("negatives_hash") == negatives_hash[name] and all(
+                same.get(k) == v for k, v in (setup or {}).items()):
+            audits[name] = same
+            log(f"recipe {name}: audit {'reused' if setup else 'kept from an earlier leaderboard (no judge now)'} "
+                f"({same['false_negative_share']:.1%} suspected false negatives)")
+    fresh = [name for name in scores if name not in audits] if setup else []
+    if fresh:  # the judge is loaded only when some recipe has negatives it has not judged yet
+        model, _ = teachers.load(judge_spec)
         q_text = dict(queries.select("query_id", "text").iter_rows())
         d_text = doc_texts(corpus)
         cache: dict[tuple[str, str], np.ndarray] = {}
@@ -658,16 +670,7 @@ def compare_recipes(
         def judge(query_ids, doc_ids):
             return np.einsum("ij,ij->i", vectors("q", query_ids), vectors("d", doc_ids))
 
-        positives = positives_of(qrels, manifest["train_split"])
-        audited = select_training_queries(positives["query_id"].to_list(), audit_max_queries)
-        positives = positives.filter(pl.col("query_id").is_in(audited))
-        setup = {"judge": path, "judge_max_seq_length": judge_max_seq_length, "queries_audited": len(audited)}
-        for name in scores:
-            same = previous.get(name, {})
-            if same.get("negatives_hash") == negatives_hash[name] and all(same.get(k) == v for k, v in setup.items()):
-                audits[name] = same  # same negatives, judge and queries: the audit would come out the same
-                log(f"recipe {name}: audit reused ({same['false_negative_share']:.1%} suspected false negatives)")
-                continue
+        for name in fresh:
             negatives = pl.read_parquet(storage.dataset_dir(dataset, "negatives", name) / "negatives.parquet")
             negatives = negatives.filter(pl.col("query_id").is_in(audited))
             audits[name] = false_negative_audit(negatives, positives, judge) | setup | {
