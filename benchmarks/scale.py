@@ -257,6 +257,8 @@ def task_ann(args, work: Path) -> dict:
     queries = generate(args, 2, args.ann_queries)
     exact_file = work / f"exact_{n}_{args.ann_queries}.npy"
     exact = np.load(exact_file) if exact_file.exists() else None
+    from retriever_assets.core.search import hits_by_query, rescore_top_k
+
     in_memory = any(s.endswith("m") for s in args.ann_settings)
     corpus = generate(args, 1, n) if in_memory else None  # the pipeline holds the corpus vectors in memory
     runs = []
@@ -275,18 +277,9 @@ def task_ann(args, work: Path) -> dict:
                 if refine and not local:
                     query = query.refine_factor(refine)
                 res = query.to_arrow()
-                qi = res["query_index"].to_numpy() + q0
-                ids = res["id"].to_numpy()
-                dist = res["_distance"].to_numpy()
-                order = np.lexsort((dist, qi))
-                qi, ids = qi[order], ids[order]
-                first = np.searchsorted(qi, qi, side="left")
-                slot = np.arange(len(qi)) - first
-                keep = slot < fetch
-                found[qi[keep], slot[keep]] = ids[keep]
+                _, found[q0 : q0 + len(qb)] = hits_by_query(res["query_index"].to_numpy(), res["_distance"].to_numpy(),
+                                                            res["id"].to_numpy(), len(qb), fetch, -1)
             if local and refine:
-                from retriever_assets.core.search import rescore_top_k
-
                 _, found = rescore_top_k(queries, corpus, found, args.k)
             elapsed = time.perf_counter() - t0
         recall = None

@@ -133,6 +133,8 @@ class EmbeddingStore:
 
         Returns (scores (n, k) float32 with -inf where fewer were found, item ids (n, k) object array).
         """
+        from retriever_assets.core.search import hits_by_query
+
         table = self._table()
         n = len(query_vectors)
         scores = np.full((n, k), -np.inf, dtype=np.float32)
@@ -148,14 +150,10 @@ class EmbeddingStore:
                 qi = np.zeros(found.num_rows, dtype=np.int64)
             else:
                 qi = found["query_index"].to_numpy()
-            dist = found["_distance"].to_numpy()
             items = np.asarray(found["item_id"].to_pylist(), dtype=object)
-            order = np.lexsort((dist, qi))
-            qi, dist, items = qi[order], dist[order], items[order]
-            slot = np.arange(len(qi)) - np.searchsorted(qi, qi, side="left")
-            keep = slot < k
-            scores[q0 + qi[keep], slot[keep]] = 1.0 - dist[keep]
-            ids[q0 + qi[keep], slot[keep]] = items[keep]
+            dist, block_ids = hits_by_query(qi, found["_distance"].to_numpy(), items, len(block), k, None)
+            scores[q0 : q0 + len(block)] = 1.0 - dist  # cosine distance -> cosine; +inf (no hit) -> -inf
+            ids[q0 : q0 + len(block)] = block_ids
         return scores, ids
 
 

@@ -90,3 +90,18 @@ def rescore_top_k(
         scores[q0 : q0 + query_chunk, :width] = top
         rows[q0 : q0 + query_chunk, :width] = np.where(np.isfinite(top), np.take_along_axis(idx, order, axis=1), -1)
     return scores, rows
+
+
+def hits_by_query(query_index: np.ndarray, distance: np.ndarray, values: np.ndarray, n_queries: int, k: int,
+                  fill) -> tuple[np.ndarray, np.ndarray]:
+    """A vector index's flat hit list -> per-query matrices, nearest first: (distances (n, k) float32, +inf where
+    a query has fewer than k hits; values (n, k), `fill` there). Hits beyond a query's k nearest are dropped."""
+    order = np.lexsort((distance, query_index))
+    qi, dist, vals = query_index[order], distance[order], values[order]
+    slot = np.arange(len(qi)) - np.searchsorted(qi, qi, side="left")
+    keep = slot < k
+    out_dist = np.full((n_queries, k), np.inf, dtype=np.float32)
+    out_vals = np.full((n_queries, k), fill, dtype=values.dtype)
+    out_dist[qi[keep], slot[keep]] = dist[keep]
+    out_vals[qi[keep], slot[keep]] = vals[keep]
+    return out_dist, out_vals

@@ -2,10 +2,11 @@
 
 import numpy as np
 import polars as pl
+import pytest
 
 from resources import StorageResource
 from retriever_assets.core.candidates import dense_candidates
-from retriever_assets.core.search import exact_top_k, rescore_top_k, top_k_recall
+from retriever_assets.core.search import exact_top_k, hits_by_query, rescore_top_k, top_k_recall
 
 
 def clustered(n: int, dim: int, seed: int) -> np.ndarray:
@@ -26,6 +27,15 @@ def test_top_k_recall_counts_shared_items():
     exact = np.array([[1, 2, 3], [4, 5, 6]])
     assert top_k_recall(np.array([[3, 2, 1], [4, -1, 9]]), exact) == (3 + 1) / 6
     assert top_k_recall(np.zeros((0, 3), dtype=int), np.zeros((0, 3), dtype=int)) == 1.0
+
+
+def test_hits_by_query_orders_each_querys_hits_and_fills_the_rest():
+    qi = np.array([1, 0, 1, 1, 0])
+    dist = np.array([0.3, 0.5, 0.1, 0.2, 0.4], dtype=np.float32)
+    ids = np.array([10, 20, 30, 40, 50])
+    d, v = hits_by_query(qi, dist, ids, 3, 2, -1)
+    assert v.tolist() == [[50, 20], [30, 40], [-1, -1]]  # nearest first; query 1's third hit dropped
+    assert d[0].tolist() == pytest.approx([0.4, 0.5]) and np.isposinf(d[2]).all()
 
 
 def test_rescore_top_k_orders_candidates_by_exact_score_and_skips_empty_slots():
