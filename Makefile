@@ -7,27 +7,37 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test test-slow ui lint clean
+.PHONY: setup demo test test-slow ui lint lock mutants clean
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Locked install: torch first (TORCH_SPEC), then every other package at the version pinned in requirements.lock,
+# then the project itself without resolving anything. `make lock` regenerates the lock from pyproject.toml.
+$(VENV)/.installed: pyproject.toml requirements.lock
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip check
 	mkdir -p $(DAGSTER_HOME) && cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml || true
 	touch $@
 
 demo: setup          ## materialize all six assets for the bundled demo-qa set and print base vs fine-tuned
 	$(PY) -m retriever_assets.cli demo
 
-test: setup          ## the default test run (CI runs exactly this)
-	$(PY) -m pytest -q
+test: setup          ## the default test run (CI runs exactly this); any skipped test fails the run
+	$(PY) -m pytest -q --fail-on-skip
 
 test-slow: setup     ## tests on the real MiniLM and long runs
 	$(PY) -m pytest -q -m slow
 
 ui: setup            ## the Dagster UI on http://127.0.0.1:3000
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+lock:                ## re-resolve pyproject.toml against today's registry and rewrite requirements.lock
+	scripts/lock.sh "$(TORCH_SPEC)"
+
+mutants: setup       ## apply each known mutant of the mining rules and check the default tests kill it
+	$(PY) scripts/mutants.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -10,7 +10,8 @@ import polars as pl
 from resources import StorageResource
 from retriever_assets import steps
 from retriever_assets.core.corpus import positives_of
-from retriever_assets.core.mining import MiningRecipe, keep_rule
+from retriever_assets.core.mining import MiningRecipe
+from retriever_assets.core.rule_check import rule_violations
 
 MIN_FULL_SHARE = float(os.environ.get("RETRIEVER_MIN_FULL_SHARE", "0.8"))
 
@@ -42,9 +43,11 @@ def build_recipe_checks(recipe: MiningRecipe, asset) -> list:
                     description="Every kept negative satisfies its recipe's filter, recomputed from stored scores.")
     def negatives_satisfy_rule(context: dg.AssetCheckExecutionContext, storage: StorageResource):
         negatives, _, effective = _load(storage, context.partition_key, recipe.name)
-        ok = negatives.select(keep_rule(effective.method, effective.threshold).fill_null(False).alias("ok"))["ok"]
-        bad = int((~ok).sum()) if negatives.height else 0
-        return dg.AssetCheckResult(passed=bad == 0, metadata={"violations": bad, "negatives": negatives.height})
+        # an independent float64 restatement of the rule, not the polars expression that mined them
+        bad = rule_violations(negatives.select("rank", "score", "pos_score").iter_rows(named=True),
+                              effective.method, effective.threshold)
+        return dg.AssetCheckResult(passed=not bad, metadata={"violations": len(bad), "negatives": negatives.height,
+                                                             "examples": str(bad[:5])})
 
     @dg.asset_check(asset=asset, name="full_negative_sets",
                     description=f"Share of queries with all n negatives is at least {MIN_FULL_SHARE:.0%} (warning).")

@@ -1,7 +1,9 @@
-"""Shared fixtures: tiny locally built encoders, slices of the real data sets (written to tmp, never to shared/)."""
+"""Shared fixtures: tiny locally built encoders, the bundled demo-qa set, and slices of the real data sets for the
+slow tests (all copied to tmp, never written in shared/ or the package)."""
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,9 +13,30 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RETRIEVER_FORCE_CPU", "1")
 
+BUNDLED_DEMO = Path(__file__).resolve().parents[1] / "retriever_assets" / "bundled" / "demo-qa"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 if not SHARED_DATA.is_dir():  # a clone elsewhere: look beside the repository
     SHARED_DATA = Path(os.environ.get("RETRIEVER_SHARED_DATA", "../shared/data")).resolve()
+
+
+def pytest_addoption(parser):
+    parser.addoption("--fail-on-skip", action="store_true",
+                     help="turn every skipped test into a failure (make test and CI: the default suite must run whole)")
+
+
+def pytest_runtest_logreport(report):
+    config = _CONFIG.get("config")
+    if config is not None and config.getoption("--fail-on-skip") and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under --fail-on-skip (the default suite must not depend on missing data): {reason}"
+
+
+_CONFIG: dict = {}
+
+
+def pytest_configure(config):
+    _CONFIG["config"] = config
 
 
 def build_tiny_encoder(folder: Path, *, seed: int = 0, hidden: int = 32) -> Path:
@@ -67,11 +90,21 @@ def write_slice(source: Path, target: Path, *, docs: int, train_queries: int, te
 
 
 @pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    """A data root holding a copy of the bundled `demo-qa` (150 documents, 90 train and 40 test queries): the
+    default suite's data, shipped with the repository, so no test depends on anything outside it."""
+    root = tmp_path_factory.mktemp("demo_root")
+    shutil.copytree(BUNDLED_DEMO, root / "demo-qa")
+    return root
+
+
+@pytest.fixture(scope="session")
 def scifact_slice_root(tmp_path_factory) -> Path:
-    """A data root holding `scifact-mini`: 400 SciFact documents with the train/test queries they answer."""
+    """A data root holding `scifact-mini`: 400 SciFact documents with the train/test queries they answer (slow
+    tests only; they fail, not skip, when ../shared/data is absent)."""
     source = SHARED_DATA / "scifact"
     if not source.is_dir():
-        pytest.skip(f"real data not found at {source}")
+        pytest.fail(f"real data not found at {source} (set RETRIEVER_SHARED_DATA)")
     root = tmp_path_factory.mktemp("data_root")
     write_slice(source, root / "scifact-mini", docs=400, train_queries=40, test_queries=20)
     return root

@@ -105,29 +105,23 @@ class MiningRecipe:
         return asdict(self) | {"threshold": self.threshold}
 
 
-def max_negative_score(pos_score: float, method: Method, param: float) -> float:
-    """Scores strictly below this are kept (score rules only); sign-safe for a negative positive score."""
-    if method == "abs":
-        return param
-    if method == "marginpos":
-        return pos_score - param
-    if method == "percpos":
-        return pos_score - abs(pos_score) * (1.0 - param)
-    raise ValueError(f"{method} is not a score rule")
-
-
 def keep_rule(method: Method, param: float | None) -> pl.Expr:
-    """The paper's filter as a polars expression over columns rank, score and pos_score."""
+    """The paper's filter as a polars expression over columns rank, score and pos_score.
+
+    Scores are compared in float64: the float32 scores are exact, and `p - m` or `p * x` computed in float32
+    would round the threshold itself (a candidate a hair below the real threshold could be dropped, or above it kept).
+    """
+    score, pos = pl.col("score").cast(pl.Float64), pl.col("pos_score").cast(pl.Float64)
     if method == "naive":
         return pl.lit(True)
     if method == "shifted":
         return pl.col("rank") > int(param)
     if method == "abs":
-        return pl.col("score") < param
+        return score < float(param)
     if method == "marginpos":
-        return pl.col("score") < pl.col("pos_score") - param
+        return score < pos - float(param)
     if method == "percpos":
-        return pl.col("score") < pl.col("pos_score") - pl.col("pos_score").abs() * (1.0 - param)
+        return score < pos - pos.abs() * (1.0 - float(param))
     raise RecipeError(f"unknown method {method!r}")
 
 

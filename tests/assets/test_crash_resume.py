@@ -13,7 +13,7 @@ import numpy as np
 from resources import StorageResource, TeacherConfig, TeachersResource
 from retriever_assets import steps
 
-DATASET = "scifact-mini"
+DATASET = "demo-qa"
 
 CHILD = textwrap.dedent("""
     import sys, time
@@ -45,18 +45,18 @@ def _table(storage: StorageResource):
     return index, store.vectors("document", docs)
 
 
-def test_killed_embedding_run_resumes_and_matches_an_uninterrupted_run(scifact_slice_root, tiny_encoder, tmp_path):
+def test_killed_embedding_run_resumes_and_matches_an_uninterrupted_run(demo_root, tiny_encoder, tmp_path):
     teachers = TeachersResource(teachers=[TeacherConfig(name="tiny", model=str(tiny_encoder), max_seq_length=64)],
                                 device="cpu")
     # reference: one uninterrupted run
     ref = StorageResource(root=str(tmp_path / "ref"))
-    _ingest(ref, scifact_slice_root)
+    _ingest(ref, demo_root)
     full = steps.embed_teachers(ref, teachers, DATASET, batch_size=16, chunk_size=40, log=lambda m: None)
     total = full.values["teachers"][0]["embedded"]
 
     # killed run
     crashed = StorageResource(root=str(tmp_path / "crashed"))
-    _ingest(crashed, scifact_slice_root)
+    _ingest(crashed, demo_root)
     env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"}
     child = subprocess.Popen([sys.executable, "-c", CHILD, crashed.root, str(tiny_encoder), DATASET],
                              stdout=subprocess.PIPE, text=True, env=env, start_new_session=True)

@@ -1,4 +1,4 @@
-"""The whole chain materialized in-process on a slice of real SciFact with tiny local models."""
+"""The whole chain materialized in-process on the bundled demo-qa set with tiny local models."""
 
 import dataclasses
 import json
@@ -13,7 +13,7 @@ from resources import DataRootResource, StorageResource, TeacherConfig, Teachers
 from retriever_assets.definitions import ALL_ASSETS, ALL_CHECKS
 from retriever_assets.partitions import dataset_partitions
 
-DATASET = "scifact-mini"
+DATASET = "demo-qa"
 
 
 def all_assets():
@@ -58,11 +58,11 @@ def materializations(result, key: str):
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory, scifact_slice_root, tiny_encoder):
+def pipeline(tmp_path_factory, demo_root, tiny_encoder):
     storage = tmp_path_factory.mktemp("storage")
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(dataset_partitions.name, [DATASET])
-    resources = resources_for(scifact_slice_root, storage, tiny_encoder)
+    resources = resources_for(demo_root, storage, tiny_encoder)
     result = materialize(instance, resources, tiny_encoder)
     return result, instance, resources, storage
 
@@ -155,7 +155,7 @@ def test_a_seed_recipe_gets_its_own_lineage_seed_and_training_subset(pipeline, t
              for name in ("percpos-0.95", "percpos-seed3")}
     assert mined["percpos-0.95"].equals(mined["percpos-seed3"])  # same mining; only the student differs
     seeds = pl.read_csv(storage / DATASET / "leaderboard" / "seeds.csv")
-    # trained on 20 queries instead of all 40: not a second seed of the same experiment
+    # trained on 20 queries instead of all 90: not a second seed of the same experiment
     assert sorted(seeds["family"].to_list()) == ["percpos-0.95", "percpos-seed3"]
     assert seeds["students"].to_list() == [1, 1]
     audit = json.loads((storage / DATASET / "leaderboard" / "audit.json").read_text())
@@ -163,9 +163,9 @@ def test_a_seed_recipe_gets_its_own_lineage_seed_and_training_subset(pipeline, t
     assert audit["percpos-0.95"]["negatives"] == audit["percpos-seed3"]["negatives"] <= 10 * 4
 
 
-def test_editing_one_document_re_embeds_exactly_one(pipeline, scifact_slice_root, tiny_encoder, tmp_path):
+def test_editing_one_document_re_embeds_exactly_one(pipeline, demo_root, tiny_encoder, tmp_path):
     _, instance, resources, _ = pipeline
-    corpus = scifact_slice_root / DATASET / "corpus.jsonl"
+    corpus = demo_root / DATASET / "corpus.jsonl"
     original = corpus.read_text(encoding="utf-8")
     lines = original.splitlines()
     record = json.loads(lines[5])

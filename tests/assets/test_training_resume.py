@@ -18,7 +18,7 @@ from retriever_assets import steps
 from retriever_assets.core.mining import MiningRecipe
 from retriever_assets.core.training import TrainingSettings
 
-DATASET = "scifact-mini"
+DATASET = "demo-qa"
 SETTINGS = dict(batch_size=4, max_seq_length=32, save_steps=2, seed=3)
 
 CHILD = textwrap.dedent("""
@@ -59,12 +59,12 @@ def _weights(folder: str) -> np.ndarray:
     return np.concatenate([p.detach().numpy().ravel() for p in model.parameters()])
 
 
-def test_killed_training_resumes_from_the_latest_checkpoint(scifact_slice_root, tiny_encoder, tmp_path):
-    ref_storage, teachers = _prepare(tmp_path / "ref", scifact_slice_root, tiny_encoder)
+def test_killed_training_resumes_from_the_latest_checkpoint(demo_root, tiny_encoder, tmp_path):
+    ref_storage, teachers = _prepare(tmp_path / "ref", demo_root, tiny_encoder)
     ref = steps.train_student(ref_storage, teachers, DATASET, "r", base_model=str(tiny_encoder),
                               settings=TrainingSettings(**SETTINGS), log=lambda m: None)
 
-    storage, teachers = _prepare(tmp_path / "crashed", scifact_slice_root, tiny_encoder)
+    storage, teachers = _prepare(tmp_path / "crashed", demo_root, tiny_encoder)
     trainer_dir = Path(storage.root) / DATASET / "student" / "r" / "trainer"
     env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"}
     child = subprocess.Popen([sys.executable, "-c", CHILD, storage.root, str(tiny_encoder), DATASET], env=env,

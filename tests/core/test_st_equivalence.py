@@ -6,9 +6,22 @@ Mapping (single-positive queries, top sampling):
   abs t            <-> max_score=t
   marginpos m      <-> absolute_margin=m
   percpos x        <-> relative_margin=1-x
-Deliberate differences (see docs/mining.md): we keep `s < threshold` (strict, as the paper writes it),
-sentence-transformers keeps `s <= threshold`; it drops an n-tuple row short of negatives, we keep it with
-fewer by default; it groups multi-positive queries by anchor text, we group by query id.
+
+The window follows the locked sentence-transformers (6.3, util/hard_negatives.py): it derives
+range_max = range_min + (10 * n if a score filter is set else n) + max_positives, retrieves
+range_max + max_positives + 1 documents per query, and drops the query's positives and a corpus entry equal to
+the query text from them. The test gives our miner exactly the non-positive documents of that retrieved window.
+
+Deliberate differences, each stated here and tested elsewhere:
+- window: ours is "the first top_k non-positive documents" (the same count for every query); theirs is "a fixed
+  number of retrieved documents, minus positives" (one more candidate for a query whose positive fell outside).
+- strict rule: we keep `s < threshold` as the paper writes it; they keep `s <= threshold` (`>` removes).
+  (test_strict_inequality_is_the_only_tie_difference)
+- ties among equal scores: ours are ordered by doc id (deterministic across chunk sizes and search paths);
+  theirs follow torch.topk, whose order among equal scores is unspecified.
+- the query's own text in the corpus: they drop it; we keep it (a BEIR query is not a document).
+- short rows: they drop an n-tuple row short of negatives; we keep it with fewer by default (short_queries).
+- multi-positive queries: they group by anchor text, we group by query id (the test uses single-positive queries).
 """
 
 from pathlib import Path
@@ -16,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+import sentence_transformers
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import mine_hard_negatives as st_mine
 
@@ -35,11 +49,29 @@ CASES = [
 ]
 
 
-def _st_range_max(kwargs: dict, max_positives: int) -> int:
-    """sentence-transformers' default candidate window (util/hard_negatives.py)."""
+LOCKED_ST = "6.3"  # the window below is read from this release; a new one needs the window re-read
+
+
+def _st_retrieved(kwargs: dict, max_positives: int) -> int:
+    """How many documents sentence-transformers 6.3 retrieves per query before dropping positives and self."""
     range_min = kwargs.get("range_min", 0)
     filtered = any(k in kwargs for k in ("max_score", "absolute_margin", "relative_margin"))
-    return range_min + (10 * N if filtered else N) + max_positives
+    range_max = range_min + (10 * N if filtered else N) + max_positives
+    return range_max + max_positives + 1
+
+
+def _within_retrieved(cands: pl.DataFrame, pos_scores: pl.DataFrame, retrieved: int) -> pl.DataFrame:
+    """Our candidates whose position in the full ranking (positives included) is within the first `retrieved`."""
+    pos_rank = pos_scores.select("query_id", pos_rank="rank")  # full-ranking position of the (single) positive
+    full = pl.col("rank") + (pl.col("pos_rank").is_not_null() & (pl.col("pos_rank") <= pl.col("rank"))).cast(pl.Int32)
+    return cands.join(pos_rank, on="query_id", how="left").filter(full <= retrieved).drop("pos_rank")
+
+
+def test_the_locked_sentence_transformers_is_the_one_the_window_was_read_from():
+    assert sentence_transformers.__version__.startswith(LOCKED_ST + "."), (
+        f"sentence-transformers {sentence_transformers.__version__} is installed but this test mirrors the window of "
+        f"{LOCKED_ST}: re-read util/hard_negatives.py, update _st_retrieved and LOCKED_ST (and requirements.lock)"
+    )
 
 
 def _compare(model: SentenceTransformer, method, param, kwargs):
@@ -67,8 +99,9 @@ def _compare(model: SentenceTransformer, method, param, kwargs):
 
     q_vec = model.encode(anchors, normalize_embeddings=True, convert_to_numpy=True, batch_size=64)
     d_vec = model.encode(d_texts, normalize_embeddings=True, convert_to_numpy=True, batch_size=64)
-    cands, pos_scores = dense_candidates("t", pos["query_id"].to_list(), q_vec, d_ids, d_vec, pos,
-                                         k=_st_range_max(kwargs, 1))
+    retrieved = _st_retrieved(kwargs, 1)
+    cands, pos_scores = dense_candidates("t", pos["query_id"].to_list(), q_vec, d_ids, d_vec, pos, k=retrieved)
+    cands = _within_retrieved(cands, pos_scores, retrieved)
     recipe = MiningRecipe(teachers=("t",), method=method, param=param, num_negatives=N)
     ours_frame = mine_hard_negatives(cands, pos_scores, recipe).negatives
     ours = {q: g.sort("slot")["doc_id"].to_list() for (q,), g in ours_frame.group_by("query_id")}
