@@ -225,8 +225,9 @@ def index_bm25_teacher(storage: StorageResource, dataset: str, spec: EncoderSpec
     start = time.perf_counter()
     folder = storage.dataset_dir(dataset, "bm25", spec.name)
     version = f"{spec.model}|{documents_version(corpus)}"
-    marker = folder / "version.txt"
-    rebuilt = not marker.exists() or marker.read_text() != version
+    marker, ids_file = folder / "version.txt", folder / "doc_ids.json"
+    rebuilt = (not marker.exists() or marker.read_text() != version or not ids_file.exists()
+               or json.loads(ids_file.read_text()) != corpus["doc_id"].to_list())  # same docs, another row order
     if rebuilt:
         texts = [document_text(t, x) for t, x in corpus.select("title", "text").iter_rows()]
         index = cand.build_bm25_index(texts)

@@ -8,7 +8,7 @@ import bm25s
 import numpy as np
 import polars as pl
 
-from retriever_assets.core.search import exact_top_k, pair_scores
+from retriever_assets.core.search import exact_top_k, pair_scores, top_k_row_numpy
 
 CANDIDATE_SCHEMA = {
     "query_id": pl.String,
@@ -158,8 +158,7 @@ def bm25_candidates(
     tokens = tokenize_for_bm25(query_texts)
     for qi, toks in enumerate(tokens):
         scores = index.get_scores(toks)  # (n_docs,)
-        part = np.argpartition(-scores, width - 1)[:width]
-        order = part[np.lexsort((part, -scores[part]))]  # by score, ties by doc position
+        order = top_k_row_numpy(scores, width)  # by score, ties by lower row (= doc id order, see load_beir_folder)
         top_scores[qi], top_index[qi] = scores[order], order
         for j in by_query.get(qi, []):
             pos_scores[j] = scores[pos_d[j]]

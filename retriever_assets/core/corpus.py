@@ -226,7 +226,9 @@ def load_beir_folder(
         qrel_rows, schema={"split": pl.String, "query_id": pl.String, "doc_id": pl.String, "score": pl.Int32},
         orient="row",
     ).unique(subset=["split", "query_id", "doc_id"], keep="last", maintain_order=True)
-    return BeirCorpus(corpus=corpus, queries=query_frame, qrels=qrels, report=report)
+    # id order, not file order: every later step indexes rows, and ties between equal scores go to the lower row,
+    # so candidate order among ties is by doc id whatever the file order, chunking or search path
+    return BeirCorpus(corpus=corpus.sort("doc_id"), queries=query_frame.sort("query_id"), qrels=qrels, report=report)
 
 
 def folder_fingerprint(folder: Path | str) -> str:

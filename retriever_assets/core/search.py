@@ -35,17 +35,51 @@ def exact_top_k(
             for d0 in range(0, n_d, doc_chunk):
                 dc = d[d0 : d0 + doc_chunk].to(device=device, dtype=dtype)
                 sims = (qc @ dc.T).float()  # (q_chunk, d_chunk)
-                s, i = torch.topk(sims, min(k, sims.shape[1]), dim=1)
+                s, i = top_k_rows(sims, min(k, sims.shape[1]))
                 if d0 == 0 and s.shape[1] == k:  # first chunk: nothing to merge with yet
                     best_s, best_i = s, i
                     continue
                 merged_s = torch.cat([best_s, s], dim=1)  # (q_chunk, k + k')
                 merged_i = torch.cat([best_i, i + d0], dim=1)
-                best_s, pos = torch.topk(merged_s, k, dim=1)
-                best_i = torch.gather(merged_i, 1, pos)
+                best_s, best_i = _order_by_score_then_index(merged_s, merged_i, k)
             out_scores[q0 : q0 + qc.shape[0]] = best_s.cpu().numpy()
             out_index[q0 : q0 + qc.shape[0]] = best_i.cpu().numpy()
     return out_scores, out_index
+
+
+def _order_by_score_then_index(scores: torch.Tensor, index: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first k of each row by score descending, equal scores by lower index: (scores, index), both (n, k)."""
+    index, perm = torch.sort(index, dim=1)  # index ascending ...
+    scores = torch.gather(scores, 1, perm)
+    scores, perm = torch.sort(scores, dim=1, descending=True, stable=True)  # ... kept among equal scores
+    return scores[:, :k], torch.gather(index, 1, perm)[:, :k]
+
+
+def top_k_rows(sims: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deterministic top-k of each row: score descending, equal scores by lower column (torch.topk leaves ties in
+    an unspecified order and, at the k-th place, picks an unspecified one of them). Returns (scores, columns)."""
+    s, i = torch.topk(sims, k, dim=1)
+    if k == 0:
+        return s, i
+    # rows where more than k columns reach the k-th score: equal scores straddle the cut, so sort those rows fully
+    straddle = ((sims >= s[:, -1:]).sum(dim=1) > k).nonzero().squeeze(1)
+    if len(straddle):
+        full_s, full_i = torch.sort(sims[straddle], dim=1, descending=True, stable=True)
+        s[straddle], i[straddle] = full_s[:, :k], full_i[:, :k]
+    return _order_by_score_then_index(s, i, k)
+
+
+def top_k_row_numpy(scores: np.ndarray, k: int) -> np.ndarray:
+    """Columns of the k best scores of one row, score descending and equal scores by lower column (deterministic)."""
+    k = min(k, len(scores))
+    if k == 0:
+        return np.zeros(0, dtype=np.int64)
+    part = np.argpartition(-scores, k - 1)[:k]
+    kth = scores[part].min()
+    above = np.flatnonzero(scores > kth)
+    at = np.flatnonzero(scores == kth)[: k - len(above)]  # the lowest columns among those tied at the cut
+    chosen = np.concatenate([above, at])
+    return chosen[np.lexsort((chosen, -scores[chosen]))]
 
 
 def pair_scores(queries: np.ndarray, docs: np.ndarray, q_idx: np.ndarray, d_idx: np.ndarray) -> np.ndarray:
