@@ -17,7 +17,7 @@ class DataRootResource(dg.ConfigurableResource):
         return Path(self.path).expanduser().resolve()
 
     def dataset_dir(self, dataset: str) -> Path:
-        return path_inside(self.root(), validate_name(dataset))
+        return path_inside(self.root(), validate_name(dataset), root_kind="data root")
 
     def discover(self) -> tuple[list[str], list[str]]:
         """(valid dataset names, rejected folder names with reasons) found in the data root."""
@@ -30,7 +30,7 @@ class DataRootResource(dg.ConfigurableResource):
                 continue
             try:
                 validate_name(child.name)
-                path_inside(root, child.name)
+                path_inside(root, child.name, root_kind="data root")
             except UnsafeNameError as exc:
                 rejected.append(str(exc))
                 continue

@@ -2,7 +2,6 @@
 
 
 import json
-import os
 
 import dagster as dg
 import polars as pl
@@ -10,10 +9,8 @@ import polars as pl
 from resources import StorageResource
 from retriever_assets import steps
 from retriever_assets.core.corpus import positives_of
-from retriever_assets.core.mining import MiningRecipe
+from retriever_assets.core.mining import EMPTY_SHARE_ERROR, FULL_SHARE_WARN, MiningRecipe, negative_coverage
 from retriever_assets.core.rule_check import rule_violations
-
-MIN_FULL_SHARE = float(os.environ.get("RETRIEVER_MIN_FULL_SHARE", "0.8"))
 
 
 def _load(storage: StorageResource, dataset: str, recipe_name: str):
@@ -50,15 +47,20 @@ def build_recipe_checks(recipe: MiningRecipe, asset) -> list:
                                                              "examples": str(bad[:5])})
 
     @dg.asset_check(asset=asset, name="full_negative_sets",
-                    description=f"Share of queries with all n negatives is at least {MIN_FULL_SHARE:.0%} (warning).")
+                    description=f"Most training queries got mined negatives: ERROR when {EMPTY_SHARE_ERROR:.0%} or "
+                                f"more got none, WARN when fewer than {FULL_SHARE_WARN:.0%} got all n.")
     def full_negative_sets(context: dg.AssetCheckExecutionContext, storage: StorageResource):
         _, stats, _ = _load(storage, context.partition_key, recipe.name)
-        share = stats["queries_with_full_set"] / max(stats["queries"], 1)
+        coverage = negative_coverage(stats)
         return dg.AssetCheckResult(
-            passed=share >= MIN_FULL_SHARE,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"share_full": round(share, 4), "queries_short": stats["queries_short"],
-                      "threshold": MIN_FULL_SHARE},
+            passed=coverage["level"] == "ok",
+            severity=dg.AssetCheckSeverity.ERROR if coverage["level"] == "error" else dg.AssetCheckSeverity.WARN,
+            description=coverage["message"],
+            metadata={"share_full": coverage["share_full"],
+                      "share_without_negative": coverage["share_without_negative"],
+                      "queries_short": stats["queries_short"],
+                      "queries_without_negative": stats["queries_without_negative"],
+                      "message": coverage["message"]},
         )
 
     return [no_positive_among_negatives, negatives_satisfy_rule, full_negative_sets]

@@ -10,6 +10,7 @@ Runs are recorded in the Dagster instance at $DAGSTER_HOME, so `dagster dev` sho
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -42,7 +43,43 @@ def _print_scores(storage_root: str, dataset: str, recipe: str) -> None:
     for label, r in results.items():
         print(f"{label:<{width}} {r['ndcg_at_10']:>8.4f} {r['ndcg_at_10'] - base:>+8.4f} {r['recall_at_100']:>8.4f} "
               f"{r['mrr_at_10']:>8.4f} {r['map_at_10']:>8.4f}")
-    print(f"\nresult JSON: {Path(storage_root) / dataset / 'scores' / recipe}")
+    for label, r in results.items():
+        if r.get("result_json"):
+            print(f"result JSON ({label}): {r['result_json']}")
+
+
+LENIENT_HINT = ("hint: fix the record, or run again with --lenient to skip bad records and count them "
+                "(README, 'Your own data'); data materialized before this run is kept")
+
+
+def failure_summary(step: str, error) -> str:
+    """The root cause of a failed step (Dagster wraps it in 'Error occurred while executing op ...') and a hint."""
+    root = error
+    while root.cause is not None:
+        root = root.cause
+    message = re.sub(rf"^[\w.]*{re.escape(root.cls_name or '')}: ", "", root.message.strip())  # no repeated class
+    line = f"step {step} failed: {root.cls_name or 'error'}: {message}"
+    if root.cls_name == "CorpusFormatError":
+        line += "\n" + LENIENT_HINT
+    return line
+
+
+def _coverage_warning(storage_root: str, dataset: str, recipe: str) -> list[str]:
+    from retriever_assets.core.mining import negative_coverage
+
+    path = Path(storage_root) / dataset / "negatives" / recipe / "stats.json"
+    if not path.exists():
+        return []
+    coverage = negative_coverage(json.loads(path.read_text()))
+    if coverage["level"] == "ok":
+        return []
+    return [f"{'ERROR' if coverage['level'] == 'error' else 'WARNING'}: {coverage['message']}"]
+
+
+def _configured_recipe_names() -> set[str]:
+    from retriever_assets.recipes import load_recipes
+
+    return {r.name for r in load_recipes(os.environ.get("RETRIEVER_RECIPES"))}
 
 
 def run_config(args, recipe_prefixes: list[str] | None = None) -> dict:
@@ -94,12 +131,34 @@ def main(argv: list[str] | None = None) -> int:
                        help="encode length when scoring (default: the training length)")
         p.add_argument("--top-k", type=int)
         p.add_argument("--lenient", action="store_true", help="skip and count bad records instead of failing")
+    sub.add_parser("recipes", help="list the built-in mining recipes (usable with run --recipe NAME)")
     run.add_argument("--dataset", required=True)
     run.add_argument("--recipe", action="append",
-                     help="only these recipes' lineages (repeatable; default: every recipe in RETRIEVER_RECIPES)")
+                     help="only these recipes' lineages (repeatable): a built-in name (see the 'recipes' command) "
+                          "or one from RETRIEVER_RECIPES; default: every configured recipe")
     args = parser.parse_args(argv)
+    if args.command == "recipes":
+        from retriever_assets.recipes import BUILTIN_RECIPES
+
+        for name, r in BUILTIN_RECIPES.items():
+            extra = "" if r.sampling == "top" else f", {r.sampling} k={r.sample_k}"
+            seed = "" if r.student_seed is None else f", student seed {r.student_seed}"
+            print(f"{name:30} {r.method} {r.threshold if r.threshold is not None else '':<5} teachers "
+                  f"{'+'.join(r.teachers)}{extra}{seed}")
+        return 0
+    wanted_names = getattr(args, "recipe", None) or []
+    if wanted_names:  # built-in recipes named on the command line join the configured ones
+        os.environ["RETRIEVER_RECIPE_NAMES"] = ",".join(
+            [*filter(None, os.environ.get("RETRIEVER_RECIPE_NAMES", "").split(",")), *wanted_names])
 
     _env_defaults()
+    try:
+        from retriever_assets.recipes import with_builtin_recipes
+
+        with_builtin_recipes([], [n for n in wanted_names if n not in _configured_recipe_names()])
+    except Exception as exc:  # an unknown name: say so before loading anything heavy
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.data_root:
         os.environ["RETRIEVER_DATA_ROOT"] = str(Path(args.data_root).resolve())
     if args.storage:
@@ -153,17 +212,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not result.success:
         for event in result.all_events:
-            if event.is_failure and event.step_key:
-                print(f"step {event.step_key} failed: {event.event_specific_data.error.message.strip()}",
-                      file=sys.stderr)
-        print(f"run {result.run_id} failed; see the Dagster UI or the log above", file=sys.stderr)
+            if event.is_failure and event.step_key and event.event_specific_data.error is not None:
+                print(failure_summary(event.step_key, event.event_specific_data.error), file=sys.stderr)
+        print(f"run {result.run_id} failed; the full trace is in the Dagster UI (run {result.run_id})", file=sys.stderr)
         return 1
-    from retriever_assets.recipes import load_recipes
-
-    for recipe in load_recipes(os.environ.get("RETRIEVER_RECIPES")):
+    warnings = []
+    for recipe in RECIPES:
         if wanted and recipe.name not in wanted:
             continue
         _print_scores(defs.resources["storage"].root, dataset, recipe.name)
+        warnings += _coverage_warning(defs.resources["storage"].root, dataset, recipe.name)
+    for line in warnings:  # last, where a user looks: a rule that left most queries without a mined negative
+        print(line, file=sys.stderr)
     print(f"run id: {result.run_id} (open it with: dagster dev -w workspace.yaml)")
     return 0
 

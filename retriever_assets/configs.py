@@ -49,7 +49,6 @@ class HardNegativesConfig(dg.Config):
     short_queries: str | None = None
     seed: int | None = None
     teachers: list[str] | None = None
-    min_full_share: float = 0.8  # asset check warns when fewer queries than this share get all n negatives
 
 
 class StudentConfig(dg.Config):

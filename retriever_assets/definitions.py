@@ -14,13 +14,14 @@ from retriever_assets.assets.ingest import qa_corpus, raw_qa_folder
 from retriever_assets.assets.mine import candidate_lists
 from retriever_assets.assets.recipes import build_recipe_assets
 from retriever_assets.checks import build_recipe_checks
-from retriever_assets.recipes import load_recipes
+from retriever_assets.recipes import load_recipes, with_builtin_recipes
 from retriever_assets.schedules import refresh_job, weekly_refresh
 from retriever_assets.sensors import dataset_folder_sensor
 
 BUNDLED = Path(__file__).parent / "bundled"
 
-RECIPES = load_recipes(os.environ.get("RETRIEVER_RECIPES"))
+RECIPES = with_builtin_recipes(load_recipes(os.environ.get("RETRIEVER_RECIPES")),
+                               os.environ.get("RETRIEVER_RECIPE_NAMES"))
 recipe_assets, recipe_checks = [], []
 for i, recipe in enumerate(RECIPES):
     built = build_recipe_assets(recipe, default=i == 0)

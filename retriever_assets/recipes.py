@@ -12,6 +12,33 @@ from retriever_assets.core.naming import UnsafeNameError, validate_name
 DEFAULT_RECIPES = [MiningRecipe()]
 DEFAULT_TEACHER_KINDS = {"minilm": "cosine", "bm25": "bm25"}
 
+# The paper's mining ablation (Table 3 rows and the ensembling setting) over the default teachers, selectable by
+# name without a recipe file: `cli run --recipe naive`, or RETRIEVER_RECIPE_NAMES=naive,abs-0.7 for the UI.
+BUILTIN_RECIPES: dict[str, MiningRecipe] = {r.name: r for r in [
+    MiningRecipe(name="percpos-0.95", method="percpos", param=0.95),
+    MiningRecipe(name="naive", method="naive"),
+    MiningRecipe(name="shifted-10", method="shifted", param=10),
+    MiningRecipe(name="abs-0.7", method="abs", param=0.7),
+    MiningRecipe(name="marginpos-0.05", method="marginpos", param=0.05),
+    MiningRecipe(name="percpos-0.95-top1-sampled10", method="percpos", param=0.95, sampling="top1_sampled",
+                 sample_k=10),
+    MiningRecipe(name="percpos-intra-minilm-bm25", teachers=("minilm", "bm25"), method="percpos", param=0.95,
+                 ensemble="intra"),
+    MiningRecipe(name="percpos-0.95-seed2", method="percpos", param=0.95, student_seed=2),
+    MiningRecipe(name="naive-seed2", method="naive", student_seed=2),
+]}
+
+
+def with_builtin_recipes(recipes: list[MiningRecipe], names: str | list[str] | None) -> list[MiningRecipe]:
+    """`recipes` plus the built-in recipes named (a list or a comma-separated string) that are not there yet."""
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    have = {r.name for r in recipes}
+    unknown = sorted(set(names or []) - have - set(BUILTIN_RECIPES))
+    if unknown:
+        raise RecipeError(f"unknown recipe(s) {unknown}: configured {sorted(have)}, built in {list(BUILTIN_RECIPES)}")
+    return recipes + [BUILTIN_RECIPES[n] for n in dict.fromkeys(names or []) if n not in have]
+
 
 def load_recipes(path: str | Path | None, *, teacher_kinds: dict[str, str] | None = None) -> list[MiningRecipe]:
     """Read `recipes:` (a list of MiningRecipe fields) from YAML; the first recipe is the default lineage.

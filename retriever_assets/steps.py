@@ -524,8 +524,9 @@ def score_models(
     out = storage.dataset_dir(dataset, "scores", recipe_name)
     split_qrels = qrels.filter(pl.col("split") == split)
     split_key = test_split_key(corpus, queries, split_qrels)
+    env = scoring_environment(teachers.resolved_device())
     inputs_key = _hash_rows([
-        (documents_version(corpus),),
+        (documents_version(corpus), env),
         (_hash_rows(queries.sort("query_id").select("query_id", "content_hash").iter_rows()),),
         (_hash_rows(split_qrels.sort("query_id", "doc_id").iter_rows()),),
         *sorted((label, fp or model_fingerprint(teachers_path(teachers, spec), spec.revision), spec.query_prompt,
@@ -542,7 +543,7 @@ def score_models(
     for label, (spec, fingerprint) in models.items():
         fingerprint = fingerprint or model_fingerprint(teachers_path(teachers, spec), spec.revision)
         # the same weights encoded the same way (e.g. teacher == base student): evaluate once
-        key = model_score_key(fingerprint, spec, split_key)
+        key = model_score_key(fingerprint, spec, split_key, env)
         if key in seen:
             results[label] = results[seen[key]] | {"same_as": seen[key]}
             continue
@@ -557,10 +558,12 @@ def score_models(
         t0 = time.perf_counter()
         metrics = evaluate_retrieval(
             model, corpus=corpus, queries=queries, qrels=qrels, split=split, dataset=dataset,
-            model_name=f"retriever-assets/{spec.name}", revision=fingerprint[:16], output_dir=out / "mteb",
+            # one result folder per score key: a run at another length, device or mteb version never overwrites it
+            model_name=f"retriever-assets/{spec.name}", revision=fingerprint[:16], output_dir=out / "mteb" / key,
             batch_size=batch_size, document_prompt=spec.document_prompt, query_prompt=spec.query_prompt,
         )
-        results[label] = metrics | {"seconds": round(time.perf_counter() - t0, 1), "fingerprint": fingerprint}
+        results[label] = metrics | {"seconds": round(time.perf_counter() - t0, 1), "fingerprint": fingerprint,
+                                    "score_key": key, "scoring_env": env, "max_seq_length": spec.max_seq_length}
         write_json(by_model, {k: v for k, v in results[label].items() if k != "mteb_result"})
         log(f"{label}: nDCG@10 {metrics['ndcg_at_10']:.4f}")
     report = {"split": split, "recipe": recipe_name, "results": results, "inputs_key": inputs_key, "reused": False,
@@ -578,12 +581,23 @@ def test_split_key(corpus: pl.DataFrame, queries: pl.DataFrame, split_qrels: pl.
     ])[:16]
 
 
-def model_score_key(fingerprint: str, spec: EncoderSpec, split_key: str) -> str:
-    """What decides a model's test score: its weights, how it encodes, and the test split's data."""
+def model_score_key(fingerprint: str, spec: EncoderSpec, split_key: str, scoring_env: str = "") -> str:
+    """What decides a model's test score: its weights, how it encodes (length, prompts, backend, device and dtype),
+    the evaluator's version, and the test split's data. It names the score cache and mteb's result folder."""
     row = (fingerprint, spec.max_seq_length, spec.query_prompt, spec.document_prompt, split_key)
     if spec.backend != "torch":  # torch keys stay what they were before backends existed
         row = (*row, spec.backend)
+    if scoring_env:
+        row = (*row, scoring_env)
     return _hash_rows([row])
+
+
+def scoring_environment(device: str) -> str:
+    """Device kind, encode dtype and mteb version: a score computed under other ones is another score."""
+    from importlib.metadata import version
+
+    dtype = "fp16" if device.startswith("cuda") else "fp32"  # load_sentence_transformer halves models on CUDA
+    return f"{device.split(':')[0]}-{dtype}|mteb {version('mteb')}"
 
 
 def teachers_path(teachers: TeachersResource, spec: EncoderSpec) -> str:

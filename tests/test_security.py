@@ -45,3 +45,18 @@ def test_pickled_weights_are_refused(tiny_encoder, tmp_path):
     torch.save(state, folder / "pytorch_model.bin")
     with pytest.raises(Exception, match="(?i)safetensors|no file named|does not appear"):
         load_sentence_transformer(EncoderSpec(name="t", model=str(folder)), device="cpu")
+
+
+def test_a_symlinked_dataset_folder_outside_the_data_root_is_refused_as_data_root(tmp_path):
+    from resources import DataRootResource
+
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "corpus.jsonl").write_text('{"_id": "d", "text": "t"}\n')
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "linked").symlink_to(outside, target_is_directory=True)
+    found, rejected = DataRootResource(path=str(root)).discover()
+    assert found == [] and len(rejected) == 1
+    assert "outside the data root" in rejected[0] and "storage root" not in rejected[0]
+    assert str(root / "linked") in rejected[0]

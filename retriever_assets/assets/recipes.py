@@ -19,7 +19,7 @@ from retriever_assets.assets._meta import OWNERS, table
 from retriever_assets.assets.mine import candidate_lists
 from retriever_assets.configs import HardNegativesConfig, ScoresConfig, StudentConfig
 from retriever_assets.core import plots
-from retriever_assets.core.mining import MiningRecipe
+from retriever_assets.core.mining import MiningRecipe, negative_coverage
 from retriever_assets.partitions import dataset_partitions
 
 
@@ -78,6 +78,9 @@ def build_recipe_assets(recipe: MiningRecipe, *, default: bool) -> list:
         effective = _apply_overrides(recipe, config)
         result, report = steps.mine_negatives(storage, teachers, context.partition_key, effective, log=context.log.info)
         s = result.stats
+        coverage = negative_coverage(s)
+        if coverage["level"] != "ok":
+            context.log.warning(coverage["message"])
         positives = pl.read_parquet(
             storage.dataset_dir(context.partition_key, "candidates") / "positives.parquet"
         )
@@ -92,6 +95,9 @@ def build_recipe_assets(recipe: MiningRecipe, *, default: bool) -> list:
                 "queries_with_full_set": s["queries_with_full_set"],
                 "queries_short_of_negatives": s["queries_short"],
                 "queries_without_negative": s["queries_without_negative"],
+                "share_without_negative": coverage["share_without_negative"],
+                "coverage": dg.MetadataValue.md(("**Warning**: " if coverage["level"] != "ok" else "")
+                                                + coverage["message"]),
                 "queries_dropped": s["queries_dropped"],
                 "candidates": s["candidates"],
                 "candidates_dropped_by_rule": s["candidates_dropped_by_rule"],

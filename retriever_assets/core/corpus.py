@@ -122,9 +122,17 @@ def _read_jsonl(path: Path, kind: str, mode: ValidationMode, report: ValidationR
             _fail_or_skip(mode, report, path, number, problem)
             continue
         rid, title, text = obj["_id"].strip(), obj.get("title") or "", obj["text"] or ""
-        if not document_text(title, text):
-            _fail_or_skip(mode, report, path, number, f"empty {kind} text", f"id {rid!r}")
-            continue
+        if not text.strip():
+            # "", whitespace only and null are one case: an empty text, whatever the title says
+            if mode == "strict":
+                raise CorpusFormatError(path, number, f"empty {kind} text: id {rid!r}" + (
+                    " (it has a title; --lenient keeps it as title only)" if title.strip() else ""))
+            if kind == "document" and title.strip():
+                report.note("document with empty text kept as its title only", path, number, f"id {rid!r}")
+                text = ""
+            else:
+                report.note(f"empty {kind} text", path, number, f"id {rid!r}")
+                continue
         if rid in records:
             previous = records[rid]
             if previous["title"] == title and previous["text"] == text:
@@ -144,6 +152,7 @@ def _read_qrels(
 ) -> list[tuple[str, str, int]]:
     """Read one qrels TSV (header optional), keeping rows whose ids exist."""
     rows: list[tuple[str, str, int]] = []
+    seen: dict[tuple[str, str], tuple[int, int]] = {}  # (query, doc) -> (index in rows, line)
     for number, line in _read_lines(path, mode, report):
         if not line.strip():
             continue
@@ -170,8 +179,23 @@ def _read_qrels(
         if did not in docs:
             _fail_or_skip(mode, report, path, number, "qrels names an unknown document", f"document {did!r}")
             continue
+        if (qid, did) in seen:
+            at, first_line = seen[(qid, did)]
+            first_score = rows[at][2]
+            if first_score == score:
+                report.note("duplicate qrels row (kept once)", path, number, f"{qid} {did}, as line {first_line}")
+                continue
+            detail = f"{qid} {did}: line {first_line} says {first_score}, this line says {score}"
+            if mode == "strict":
+                raise CorpusFormatError(path, number, f"conflicting duplicate judgement ({detail}); fix the file, "
+                                                      "or --lenient keeps the higher score")
+            # lenient: the higher judgement wins, so a positive is never lost to a later 0
+            report.note("conflicting duplicate judgement (higher score kept)", path, number, detail)
+            rows[at] = (qid, did, max(first_score, score))
+            continue
         if score <= 0:
             report.note("qrels score 0 (kept, not a positive)", path, number, f"{qid} {did}")
+        seen[(qid, did)] = (len(rows), number)
         rows.append((qid, did, score))
     return rows
 
@@ -225,7 +249,7 @@ def load_beir_folder(
     qrels = pl.DataFrame(
         qrel_rows, schema={"split": pl.String, "query_id": pl.String, "doc_id": pl.String, "score": pl.Int32},
         orient="row",
-    ).unique(subset=["split", "query_id", "doc_id"], keep="last", maintain_order=True)
+    )  # one row per (split, query, doc): duplicates were resolved, and reported, while reading
     # id order, not file order: every later step indexes rows, and ties between equal scores go to the lower row,
     # so candidate order among ties is by doc id whatever the file order, chunking or search path
     return BeirCorpus(corpus=corpus.sort("doc_id"), queries=query_frame.sort("query_id"), qrels=qrels, report=report)

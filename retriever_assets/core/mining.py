@@ -246,3 +246,29 @@ def mine_hard_negatives(
         "mean_negative_score": float(negatives["score"].mean()) if negatives.height and single_scale else None,
     }
     return MiningResult(negatives=negatives.sort("query_id", "slot"), filtered=filtered, stats=stats)
+
+
+# Coverage of mined negatives: below these shares the student learns mostly from in-batch negatives
+EMPTY_SHARE_ERROR = 0.5  # half the training queries or more got no mined negative
+FULL_SHARE_WARN = 0.8  # fewer than 80% of the queries got all n negatives
+COVERAGE_REMEDY = ("use a stronger teacher than the student (e.g. all-mpnet-base-v2), ensemble the teacher with "
+                   "BM25 (teachers: [minilm, bm25]), widen candidate_lists top_k, or loosen the rule "
+                   "(a lower percpos x or a smaller margin)")
+
+
+def negative_coverage(stats: dict) -> dict:
+    """How many training queries got mined negatives, with a level (ok / warn / error) and a message naming
+    the share and the remedy. A positive-aware rule with a teacher no stronger than the student can leave most
+    queries empty (the positive is not ranked above the hard candidates), which silently turns the run into
+    in-batch-negatives training."""
+    queries = max(int(stats["queries"]), 1)
+    empty = stats["queries_without_negative"] / queries
+    full = stats["queries_with_full_set"] / queries
+    recipe = stats.get("recipe", {}).get("name", "?")
+    level = "error" if empty >= EMPTY_SHARE_ERROR else "warn" if full < FULL_SHARE_WARN else "ok"
+    message = (f"recipe {recipe!r}: {stats['queries_without_negative']}/{stats['queries']} training queries "
+               f"({empty:.0%}) got no mined negative, {full:.0%} got all {stats['recipe'].get('num_negatives', '')}")
+    if level != "ok":
+        message += f"; remedy: {COVERAGE_REMEDY}"
+    return {"level": level, "share_without_negative": round(empty, 4), "share_full": round(full, 4),
+            "message": message}

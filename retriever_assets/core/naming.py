@@ -22,12 +22,17 @@ def validate_name(name: str, *, what: str = "dataset name") -> str:
     return name
 
 
-def path_inside(root: Path, *parts: str) -> Path:
-    """Join validated parts under root and check the result cannot leave root (symlinks resolved)."""
+def path_inside(root: Path, *parts: str, root_kind: str = "storage root") -> Path:
+    """Join validated parts under root and check the result cannot leave root (symlinks resolved).
+
+    `root_kind` names the root in the error ("storage root", "data root"), so the message points at the right place.
+    """
     for part in parts:
         validate_name(part, what="path component")
     root = root.resolve()
     path = root.joinpath(*parts).resolve()
     if path != root and root not in path.parents:
-        raise UnsafeNameError(f"{path} is outside the storage root {root}")
+        link = root.joinpath(*parts)
+        raise UnsafeNameError(f"{link} resolves to {path}, which is outside the {root_kind} {root} "
+                              "(a symlink pointing elsewhere is refused)")
     return path

@@ -279,3 +279,20 @@ def test_rule_check_fails_on_a_negative_that_breaks_its_rule(pipeline, tiny_enco
         assert not evaluation.passed and evaluation.metadata["violations"].value == 1
     finally:
         original.write_parquet(path)
+
+
+def test_each_scoring_length_keeps_its_own_mteb_result_file(pipeline, tiny_encoder):
+    _, instance, resources, storage = pipeline
+    saved_path = storage / DATASET / "scores" / "percpos-0.95" / "scores.json"
+    files = {}
+    for length in (16, 64):
+        config = {"ops": {"mteb_scores": {"config": {"batch_size": 32, "max_seq_length": length}}}}
+        dg.materialize(all_assets(), partition_key=DATASET, instance=instance, resources=resources,
+                       run_config=config, selection=["mteb_scores"])
+        student = json.loads(saved_path.read_text())["results"]["student (percpos-0.95)"]
+        files[length] = (Path(student["result_json"]), student["ndcg_at_10"])
+    assert files[16][0] != files[64][0]
+    for path, ndcg in files.values():  # each file still holds the score the cache points it at
+        result = json.loads(path.read_text())
+        assert result["scores"]["test"][0]["ndcg_at_10"] == pytest.approx(ndcg)
+    assert files[16][1] != files[64][1]

@@ -123,3 +123,41 @@ def test_extra_fields_are_ignored(tmp_path):
     loaded = load_beir_folder(make(tmp_path, corpus=docs), splits=("train", "test"))
     assert loaded.corpus.columns == ["doc_id", "title", "text", "content_hash"]
     assert sum(loaded.report.counts.values()) == 0
+
+
+@pytest.mark.parametrize("text", ["", "   \t ", None])
+def test_empty_whitespace_and_null_text_are_one_case(tmp_path, text):
+    # without a title: an error in strict, a counted skip in lenient
+    loaded = both(tmp_path, "line 5: empty document text: id 'w'", "empty document text",
+                  corpus=[*GOOD_DOCS, {"_id": "w", "title": "", "text": text}])
+    assert "w" not in loaded.corpus["doc_id"].to_list()
+    # with a title: still an error in strict (naming the lenient remedy); lenient keeps the title only, counted
+    folder = make(tmp_path, corpus=[*GOOD_DOCS, {"_id": "w", "title": "A title", "text": text}])
+    with pytest.raises(CorpusFormatError, match="line 5: empty document text: id 'w' .*title only"):
+        load_beir_folder(folder, splits=("train", "test"), mode="strict")
+    kept = load_beir_folder(folder, splits=("train", "test"), mode="lenient")
+    assert kept.corpus.filter(kept.corpus["doc_id"] == "w")["title"].to_list() == ["A title"]
+    assert kept.report.counts["document with empty text kept as its title only"] == 1
+
+
+def test_empty_query_text_is_an_error_or_a_counted_skip(tmp_path):
+    loaded = both(tmp_path, "queries.jsonl, line 3: empty query text", "empty query text",
+                  queries=[*GOOD_QUERIES, {"_id": "q3", "text": None}])
+    assert loaded.queries.height == 2
+
+
+def test_duplicate_qrels_never_lose_a_positive(tmp_path):
+    conflict = GOOD_QRELS + "q1\td0\t0\n"  # a later 0 for a pair judged 1 on line 2
+    loaded = both(tmp_path, r"train.tsv, line 4: conflicting duplicate judgement \(q1 d0: line 2 says 1, this line "
+                  r"says 0\)", "conflicting duplicate judgement (higher score kept)", train=conflict)
+    train = loaded.qrels.filter(loaded.qrels["split"] == "train")
+    assert train.filter((train["query_id"] == "q1") & (train["doc_id"] == "d0"))["score"].to_list() == [1]
+    # the other order: 0 first, 1 later -> still 1
+    later = load_beir_folder(make(tmp_path, train=GOOD_QRELS.replace("q1\td0\t1", "q1\td0\t0") + "q1\td0\t1\n"),
+                             splits=("train", "test"), mode="lenient")
+    rows = later.qrels.filter((later.qrels["split"] == "train") & (later.qrels["query_id"] == "q1"))
+    assert rows["score"].to_list() == [1]
+    # identical duplicates: kept once, counted, fine in strict
+    same = load_beir_folder(make(tmp_path, train=GOOD_QRELS + "q1\td0\t1\n"), splits=("train", "test"))
+    assert same.report.counts["duplicate qrels row (kept once)"] == 1
+    assert same.qrels.filter(same.qrels["split"] == "train").height == 2

@@ -90,3 +90,31 @@ def test_fingerprint_memo_only_for_settled_files(tmp_path):
     weights.write_bytes(b"abcd")  # a change of size is seen whatever the time
     os.utime(weights, ns=(old, old))
     assert model_fingerprint(str(tmp_path)) != settled
+
+
+def test_count_truncated_caps_the_work_on_huge_documents_and_stays_exact(tiny_encoder):
+    from transformers import AutoTokenizer
+
+    from retriever_assets.core.encoding import count_truncated
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_encoder))
+    seen: list[int] = []
+
+    class Counting:  # records how many characters reach the tokenizer
+        def __call__(self, texts, **kwargs):
+            seen.extend(len(t) for t in texts)
+            return tokenizer(texts, **kwargs)
+
+    huge = "protein folding " * 1_000_000  # 16 MB
+    unusual = "x" * 5000 + " " + "word " * 300  # one 5000-character word: a single [UNK], then 300 words
+    texts = [huge, "short text", unusual, "long " * 20]
+    brute = sum(len(ids) > 64 for ids in tokenizer([t for t in texts if t is not huge], truncation=False)["input_ids"])
+    assert count_truncated(Counting(), texts, 64) == brute + 1
+    assert max(seen) < 64 * 8 * 16 + 1  # never the whole 16 MB
+    # exact on random word mixes at several limits
+    rng = __import__("random").Random(0)
+    words = ["a", "protein", "é", "x" * 150, "folding", "12345", "naïve"]
+    mixes = [" ".join(rng.choice(words) for _ in range(rng.randint(0, 400))) for _ in range(40)]
+    for limit in (8, 32, 128):
+        brute = sum(len(ids) > limit for ids in tokenizer(mixes, truncation=False)["input_ids"])
+        assert count_truncated(tokenizer, mixes, limit, chars_per_token=1) == brute, limit
