@@ -185,6 +185,19 @@ class StorageResource(dg.ConfigurableResource):
         return lancedb.connect(uri, storage_options=self.storage_options or None,
                                read_consistency_interval=timedelta(0))
 
+    def disk_mib(self, dataset: str, *parts: str) -> float:
+        """MiB of the files under one dataset's artifact folder (e.g. ("student", recipe))."""
+        folder = self.dataset_dir(dataset, *parts)
+        return round(sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20, 2)
+
+    def table_disk_mib(self, dataset: str, teacher: str) -> float | None:
+        """MiB of a local LanceDB embeddings table with all its versions (None on object storage)."""
+        uri = self.lancedb_uri or str(self.root_path() / "lancedb")
+        if "://" in uri:
+            return None
+        folder = Path(uri) / f"{validate_name(dataset)}__{validate_name(teacher, what='teacher name')}.lance"
+        return round(sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20, 2)
+
     def embedding_store(self, dataset: str, teacher: str) -> EmbeddingStore:
         table = f"{validate_name(dataset)}__{validate_name(teacher, what='teacher name')}"
         return EmbeddingStore(self.connect(), table)

@@ -58,8 +58,7 @@ class TeachersResource(dg.ConfigurableResource):
         return specs
 
     def kinds(self) -> dict[str, str]:
-        return {name: "bm25" if s.kind == "bm25" else "cosine" if s.normalize else "dot"
-                for name, s in self.specs().items()}
+        return {name: s.score_kind for name, s in self.specs().items()}
 
     def resolved_device(self) -> str:
         return default_device(self.device)

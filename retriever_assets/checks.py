@@ -7,7 +7,7 @@ import dagster as dg
 import polars as pl
 
 from resources import StorageResource
-from retriever_assets import steps
+from resources.artifacts import DatasetArtifacts
 from retriever_assets.core.corpus import positives_of
 from retriever_assets.core.mining import EMPTY_SHARE_ERROR, FULL_SHARE_WARN, MiningRecipe, negative_coverage
 from retriever_assets.core.rule_check import rule_violations
@@ -16,9 +16,7 @@ from retriever_assets.core.rule_check import rule_violations
 def _load(storage: StorageResource, dataset: str, recipe_name: str):
     folder = storage.dataset_dir(dataset, "negatives", recipe_name)
     stats = json.loads((folder / "stats.json").read_text())
-    fields = {k: v for k, v in stats["recipe"].items() if k != "threshold"}
-    fields["teachers"] = tuple(fields["teachers"])
-    return pl.read_parquet(folder / "negatives.parquet"), stats, MiningRecipe(**fields)
+    return pl.read_parquet(folder / "negatives.parquet"), stats, MiningRecipe.from_dict(stats["recipe"])
 
 
 def build_recipe_checks(recipe: MiningRecipe, asset) -> list:
@@ -29,7 +27,7 @@ def build_recipe_checks(recipe: MiningRecipe, asset) -> list:
     def no_positive_among_negatives(context: dg.AssetCheckExecutionContext, storage: StorageResource):
         dataset = context.partition_key if context.has_partition_key else None
         negatives, _, _ = _load(storage, dataset, recipe.name)
-        _, _, qrels, manifest = steps.read_corpus(storage, dataset)
+        _, _, qrels, manifest = DatasetArtifacts(storage, dataset).read_corpus()
         clash = negatives.join(positives_of(qrels, manifest["train_split"]), on=["query_id", "doc_id"], how="semi")
         return dg.AssetCheckResult(
             passed=clash.height == 0,

@@ -8,7 +8,6 @@ Runs are recorded in the Dagster instance at $DAGSTER_HOME, so `dagster dev` sho
 """
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -30,9 +29,8 @@ def _env_defaults() -> None:
     os.environ.setdefault("MTEB_CACHE", str(Path(".cache/mteb").resolve()))
 
 
-def _print_scores(storage_root: str, dataset: str, recipe: str) -> None:
-    path = Path(storage_root) / dataset / "scores" / recipe / "scores.json"
-    data = json.loads(path.read_text())
+def _print_scores(artifacts, recipe: str) -> None:
+    data, dataset = artifacts.read_scores(recipe), artifacts.dataset
     results = data["results"]
     base = results["base student"]["ndcg_at_10"]
     print(f"\nMTEB retrieval scores: dataset {dataset}, split {data['split']}, recipe {recipe}")
@@ -64,13 +62,12 @@ def failure_summary(step: str, error) -> str:
     return line
 
 
-def _coverage_warning(storage_root: str, dataset: str, recipe: str) -> list[str]:
+def _coverage_warning(artifacts, recipe: str) -> list[str]:
     from retriever_assets.core.mining import negative_coverage
 
-    path = Path(storage_root) / dataset / "negatives" / recipe / "stats.json"
-    if not path.exists():
+    if not artifacts.mining_stats_file(recipe).exists():
         return []
-    coverage = negative_coverage(json.loads(path.read_text()))
+    coverage = negative_coverage(artifacts.read_mining_stats(recipe))
     if coverage["level"] == "ok":
         return []
     return [f"{'ERROR' if coverage['level'] == 'error' else 'WARNING'}: {coverage['message']}"]
@@ -216,12 +213,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(failure_summary(event.step_key, event.event_specific_data.error), file=sys.stderr)
         print(f"run {result.run_id} failed; the full trace is in the Dagster UI (run {result.run_id})", file=sys.stderr)
         return 1
-    warnings = []
+    from resources.artifacts import DatasetArtifacts
+
+    artifacts, warnings = DatasetArtifacts(defs.resources["storage"], dataset), []
     for recipe in RECIPES:
         if wanted and recipe.name not in wanted:
             continue
-        _print_scores(defs.resources["storage"].root, dataset, recipe.name)
-        warnings += _coverage_warning(defs.resources["storage"].root, dataset, recipe.name)
+        _print_scores(artifacts, recipe.name)
+        warnings += _coverage_warning(artifacts, recipe.name)
     for line in warnings:  # last, where a user looks: a rule that left most queries without a mined negative
         print(line, file=sys.stderr)
     print(f"run id: {result.run_id} (open it with: dagster dev -w workspace.yaml)")

@@ -64,6 +64,9 @@ class StudentConfig(dg.Config):
     seed: int | None = None  # a recipe's student_seed wins; else this; else 42
     max_train_queries: int | None = None  # train on a fixed subset of training queries (same for every recipe)
     save_steps: int = 20  # checkpoint interval (steps): a killed run resumes from the latest
+    # texts per forward pass of the cached InfoNCE loss (GradCache: same loss and gradients, bounded memory);
+    # 0 = plain MultipleNegativesRankingLoss over the whole batch at once (peak memory grows with the batch)
+    mini_batch_size: int = 16
 
     def settings(self, recipe_seed: int | None = None) -> TrainingSettings:
         # the recipe's seed is part of its identity (naive-seed2 must not silently train with another seed)
@@ -72,6 +75,7 @@ class StudentConfig(dg.Config):
             epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
             warmup_ratio=self.warmup_ratio, temperature=self.temperature, max_seq_length=self.max_seq_length,
             seed=seed, save_steps=self.save_steps, max_queries=self.max_train_queries,
+            mini_batch_size=self.mini_batch_size or None,
         )
 
 

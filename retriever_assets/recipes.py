@@ -72,9 +72,7 @@ def load_recipes(path: str | Path | None, *, teacher_kinds: dict[str, str] | Non
         if entry["name"] in names:
             raise RecipeError(f"{where}: recipe name {entry['name']!r} is used twice")
         names.add(entry["name"])
-        if "teachers" in entry:
-            entry = entry | {"teachers": tuple(entry["teachers"])}
-        recipe = MiningRecipe(**entry)
+        recipe = MiningRecipe.from_dict(entry)
         recipe.validate(kinds)
         recipes.append(recipe)
     return recipes

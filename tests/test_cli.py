@@ -78,10 +78,14 @@ def test_a_rule_that_leaves_most_queries_empty_is_said_loudly(tmp_path):
     stats = {"queries": 100, "queries_without_negative": 82, "queries_with_full_set": 10,
              "recipe": {"name": "percpos-0.95", "num_negatives": 4}}
     (folder / "stats.json").write_text(json.dumps(stats))
-    [line] = _coverage_warning(str(tmp_path), "ds", "percpos-0.95")
+    from resources import StorageResource
+    from resources.artifacts import DatasetArtifacts
+
+    artifacts = DatasetArtifacts(StorageResource(root=str(tmp_path)), "ds")
+    [line] = _coverage_warning(artifacts, "percpos-0.95")
     assert line.startswith("ERROR: recipe 'percpos-0.95': 82/100 training queries (82%) got no mined negative")
     assert "stronger teacher" in line and "bm25" in line.lower()
     (folder / "stats.json").write_text(json.dumps(stats | {"queries_without_negative": 5, "queries_with_full_set": 70}))
-    assert _coverage_warning(str(tmp_path), "ds", "percpos-0.95")[0].startswith("WARNING:")
+    assert _coverage_warning(artifacts, "percpos-0.95")[0].startswith("WARNING:")
     (folder / "stats.json").write_text(json.dumps(stats | {"queries_without_negative": 0, "queries_with_full_set": 95}))
-    assert _coverage_warning(str(tmp_path), "ds", "percpos-0.95") == []
+    assert _coverage_warning(artifacts, "percpos-0.95") == []

@@ -18,3 +18,14 @@ def test_definitions_load():
         assert upstream in parents
     assert defs.resolve_sensor_def("dataset_folder_sensor")
     assert defs.resolve_schedule_def("weekly_refresh")
+
+
+def test_loading_the_code_location_prints_no_warnings():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    done = subprocess.run([sys.executable, "-W", "always", "-c", "import retriever_assets.definitions"],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Warning" not in done.stderr, done.stderr[-2000:]

@@ -51,6 +51,7 @@ def build_leaderboard_asset(recipes: list[MiningRecipe], score_assets: list) -> 
                      for name, audit in report.values["audits"].items()}
                     or {"judge": "none configured (set judge_model or RETRIEVER_JUDGE_MODEL)"}),
                 "exports": dg.MetadataValue.path(report.values["folder"]),
+                "disk_mib": storage.disk_mib(context.partition_key, "leaderboard"),
                 "seconds": round(report.seconds, 2),
             }
         )

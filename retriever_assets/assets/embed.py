@@ -42,6 +42,11 @@ def teacher_embeddings(
                 "table", "table_version", "seconds",
             ]),
             "lancedb_table_versions": dg.MetadataValue.json(versions),
+            # on-disk size of every teacher's table (all LanceDB versions) or BM25 index, in MiB
+            "disk_mib": dg.MetadataValue.json({t["teacher"]: storage.table_disk_mib(context.partition_key, t["teacher"])
+                                               if t["kind"] == "dense" else
+                                               storage.disk_mib(context.partition_key, "bm25", t["teacher"])
+                                               for t in per_teacher}),
             "seconds": round(report.seconds, 2),
         },
         data_version=dg.DataVersion(

@@ -69,6 +69,7 @@ def qa_corpus(
             "first_issues": dg.MetadataValue.md("\n".join(f"- `{e}`" for e in loaded.report.examples) or "none"),
             "source": dg.MetadataValue.path(str(folder)),
             "corpus_version": report.values["version"],
+            "disk_mib": storage.disk_mib(context.partition_key, "corpus"),
             "seconds": round(report.seconds, 2),
         },
         data_version=dg.DataVersion(report.values["version"]),

@@ -38,6 +38,7 @@ def candidate_lists(
             "training_queries": report.values["queries"],
             "teachers": table(report.values["teachers"]),
             "lancedb_table_versions_read": dg.MetadataValue.json(report.values["lancedb_table_versions_read"]),
+            "disk_mib": storage.disk_mib(context.partition_key, "candidates"),
             "seconds": round(report.seconds, 2),
         }
     )

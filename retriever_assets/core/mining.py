@@ -2,24 +2,26 @@
 
 Candidates come from `core.candidates` with the query's positives already removed and `rank` counted
 among non-positives. Every rule compares a candidate's teacher score `s` with the query's LOWEST
-positive score `p` under the same teacher, with strict inequality:
+positive score `p` under the same teacher, with strict inequality (the table is `rules_markdown_table()`):
 
-| method    | keep when                         | paper default |
-|-----------|-----------------------------------|---------------|
-| naive     | always (sampling takes the top)   | -             |
-| shifted   | rank > N                          | N = 10        |
-| abs       | s < t                             | t = 0.7       |
-| marginpos | s < p - m                         | m = 0.05      |
-| percpos   | s < p - |p| * (1 - x)  (= p * x for p >= 0, sign-safe otherwise) | x = 0.95 |
+| method | keep when | paper default |
+| --- | --- | --- |
+| naive | always (sampling takes the top) | - |
+| shifted | rank > N | N = 10 |
+| abs | s < t | t = 0.7 |
+| marginpos | s < p - m | m = 0.05 |
+| percpos | s < p - |p| * (1 - x) | x = 0.95 |
 
-BM25 scores are unbounded and not cosines: `abs` and `marginpos` (absolute thresholds on the score
-scale) are refused for BM25 teachers; `percpos` is scale-free and allowed; naive and shifted are rank rules.
+PercPos is `p * x` for p >= 0 and sign-safe otherwise. BM25 scores are unbounded and not cosines: `abs` and
+`marginpos` (absolute thresholds on the score scale) are refused for BM25 teachers; `percpos` is scale-free and
+allowed; naive and shifted are rank rules. Each rule is one `MiningRule` entry of `RULES`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -30,13 +32,57 @@ Ensemble = Literal["cross", "intra", "intra_dedup"]
 ShortPolicy = Literal["keep", "drop"]
 ScoreKind = Literal["cosine", "bm25"]
 
-METHODS: tuple[str, ...] = ("naive", "shifted", "abs", "marginpos", "percpos")
-PAPER_DEFAULTS: dict[str, float] = {"shifted": 10, "abs": 0.7, "marginpos": 0.05, "percpos": 0.95}
-SCORE_RULES_FOR_COSINE_ONLY = ("abs", "marginpos")
-
 
 class RecipeError(ValueError):
     """A mining recipe that cannot run: raised before any work starts."""
+
+
+@dataclass(frozen=True)
+class MiningRule:
+    """One NV-Retriever filter (arXiv 2407.15831, section 3): keep a candidate when `keep_text` holds, strictly."""
+
+    name: str
+    paper_default: float | None  # the paper's recommended threshold; None: the rule takes none
+    param_name: str  # what a recipe's `param` is: N (shifted), t (abs), m (marginpos), x (percpos); "" for none
+    cosine_only: bool  # an absolute threshold on the score scale: refused for BM25 teachers
+    keep_text: str  # the rule as the docs write it, e.g. "s < p - m"
+    expr: Callable[[pl.Expr, pl.Expr, pl.Expr, Any], pl.Expr]  # (rank, s, p, threshold) -> keep
+    valid: Callable[[float | None], bool] | None = None  # None: every threshold is allowed
+    invalid: str = ""  # the start of `check`'s message when `valid` fails
+
+    def check(self, threshold: float | None) -> str | None:
+        """Why this rule cannot run with `threshold` (e.g. percpos x outside (0, 1]), or None when it can."""
+        return None if self.valid is None or self.valid(threshold) else f"{self.invalid}, got {threshold}"
+
+    def keep(self, threshold: float | None) -> pl.Expr:
+        """The filter over columns rank, score and pos_score, compared in float64: the float32 scores are exact, and
+        `p - m` or `p * x` in float32 would round the threshold (a hair-below candidate dropped, or above it kept)."""
+        score, pos = pl.col("score").cast(pl.Float64), pl.col("pos_score").cast(pl.Float64)
+        return self.expr(pl.col("rank"), score, pos, threshold)
+
+
+RULES: dict[str, MiningRule] = {r.name: r for r in [
+    MiningRule("naive", None, "", False, "always (sampling takes the top)", lambda rank, s, p, _: pl.lit(True)),
+    MiningRule("shifted", 10, "N", False, "rank > N", lambda rank, s, p, n: rank > int(n),
+               valid=lambda n: not (n is None or n < 0 or n != int(n)), invalid="shifted needs a whole N >= 0"),
+    MiningRule("abs", 0.7, "t", True, "s < t", lambda rank, s, p, t: s < float(t)),
+    MiningRule("marginpos", 0.05, "m", True, "s < p - m", lambda rank, s, p, m: s < p - float(m),
+               valid=lambda m: not m < 0, invalid="marginpos margin must be >= 0"),
+    MiningRule("percpos", 0.95, "x", False, "s < p - |p| * (1 - x)",
+               lambda rank, s, p, x: s < p - p.abs() * (1.0 - float(x)),
+               valid=lambda x: 0 < x <= 1, invalid="percpos x must be in (0, 1]"),
+]}
+METHODS: tuple[str, ...] = tuple(RULES)
+PAPER_DEFAULTS: dict[str, float] = {n: r.paper_default for n, r in RULES.items() if r.paper_default is not None}
+SCORE_RULES_FOR_COSINE_ONLY: tuple[str, ...] = tuple(n for n, r in RULES.items() if r.cosine_only)
+
+
+def rules_markdown_table() -> str:
+    """The method table (method | keep when | paper default) of this module's docstring, built from `RULES`."""
+    rows = [("method", "keep when", "paper default"), ("---",) * 3] + [
+        (r.name, r.keep_text, "-" if r.paper_default is None else f"{r.param_name} = {r.paper_default:g}")
+        for r in RULES.values()]
+    return "\n".join(f"| {' | '.join(row)} |" for row in rows)
 
 
 @dataclass(frozen=True)
@@ -58,13 +104,14 @@ class MiningRecipe:
 
     @property
     def threshold(self) -> float | None:
-        return PAPER_DEFAULTS.get(self.method) if self.param is None else float(self.param)
+        rule = RULES.get(self.method)
+        return (rule.paper_default if rule else None) if self.param is None else float(self.param)
 
     def validate(self, teacher_kinds: dict[str, ScoreKind]) -> None:
         """Raise `RecipeError` naming the recipe and the problem if it cannot run on these teachers."""
         where = f"mining recipe {self.name!r}"
-        if self.method not in METHODS:
-            raise RecipeError(f"{where}: unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if (rule := RULES.get(self.method)) is None:
+            raise RecipeError(f"{where}: unknown method {self.method!r}; choose one of {', '.join(RULES)}")
         if self.sampling not in ("top", "sampled", "top1_sampled"):
             raise RecipeError(f"{where}: unknown sampling {self.sampling!r} (top, sampled, top1_sampled)")
         if self.ensemble not in ("cross", "intra", "intra_dedup"):
@@ -79,11 +126,10 @@ class MiningRecipe:
             if teacher not in teacher_kinds:
                 known = ", ".join(sorted(teacher_kinds)) or "none"
                 raise RecipeError(f"{where}: unknown teacher {teacher!r} (configured: {known})")
-            if teacher_kinds[teacher] == "bm25" and self.method in SCORE_RULES_FOR_COSINE_ONLY:
-                raise RecipeError(
-                    f"{where}: {self.method} compares raw scores with a fixed threshold, which has no meaning "
-                    f"for BM25 teacher {teacher!r}; use percpos, shifted or naive with BM25"
-                )
+            if teacher_kinds[teacher] == "bm25" and rule.cosine_only:
+                allowed = ", ".join(n for n, r in RULES.items() if not r.cosine_only)
+                raise RecipeError(f"{where}: {self.method} compares raw scores with a fixed threshold, which has no "
+                                  f"meaning for BM25 teacher {teacher!r}; use one of {allowed} with BM25")
         if self.num_negatives < 1:
             raise RecipeError(f"{where}: num_negatives must be >= 1")
         if self.sampling != "top" and self.sample_k < self.num_negatives:
@@ -93,45 +139,34 @@ class MiningRecipe:
         seed = self.student_seed
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
             raise RecipeError(f"{where}: student_seed must be a whole number >= 0, got {self.student_seed!r}")
-        t = self.threshold
-        if self.method == "shifted" and (t is None or t < 0 or t != int(t)):
-            raise RecipeError(f"{where}: shifted needs a whole N >= 0, got {t}")
-        if self.method == "percpos" and not (0 < t <= 1):
-            raise RecipeError(f"{where}: percpos x must be in (0, 1], got {t}")
-        if self.method == "marginpos" and t < 0:
-            raise RecipeError(f"{where}: marginpos margin must be >= 0, got {t}")
+        if problem := rule.check(self.threshold):
+            raise RecipeError(f"{where}: {problem}")
 
     def to_dict(self) -> dict:
+        """The recipe's fields plus its effective `threshold` (as stored in stats.json)."""
         return asdict(self) | {"threshold": self.threshold}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> MiningRecipe:
+        """A recipe from `to_dict()` output (its derived `threshold` is ignored) or a recipe-file entry."""
+        fields = {k: v for k, v in d.items() if k != "threshold"}
+        if unknown := sorted(set(fields) - set(cls.__dataclass_fields__)):
+            raise RecipeError(f"mining recipe {fields.get('name', '?')!r}: unknown field(s) {unknown}")
+        return cls(**fields | ({"teachers": tuple(fields["teachers"])} if "teachers" in fields else {}))
 
 
 def keep_rule(method: Method, param: float | None) -> pl.Expr:
-    """The paper's filter as a polars expression over columns rank, score and pos_score.
-
-    Scores are compared in float64: the float32 scores are exact, and `p - m` or `p * x` computed in float32
-    would round the threshold itself (a candidate a hair below the real threshold could be dropped, or above it kept).
-    """
-    score, pos = pl.col("score").cast(pl.Float64), pl.col("pos_score").cast(pl.Float64)
-    if method == "naive":
-        return pl.lit(True)
-    if method == "shifted":
-        return pl.col("rank") > int(param)
-    if method == "abs":
-        return score < float(param)
-    if method == "marginpos":
-        return score < pos - float(param)
-    if method == "percpos":
-        return score < pos - pos.abs() * (1.0 - float(param))
-    raise RecipeError(f"unknown method {method!r}")
+    """The paper's filter of `method` (a `RULES` entry) as a polars expression over rank, score and pos_score."""
+    if method not in RULES:
+        raise RecipeError(f"unknown method {method!r}")
+    return RULES[method].keep(param)
 
 
 def filter_candidates(candidates: pl.DataFrame, positives: pl.DataFrame, recipe: MiningRecipe) -> pl.DataFrame:
     """Mark each candidate of the recipe's teachers `kept` or dropped by the rule, with its `pos_score`.
 
-    A candidate that is a known positive of its query is removed outright (never a negative), whatever
-    the candidate builder did; a query without a positive score under a teacher keeps nothing from it
-    under the positive-aware rules.
-    """
+    A known positive of the query is removed outright (never a negative), whatever the candidate builder did; a
+    query without a positive score under a teacher keeps nothing from it under the positive-aware rules."""
     cands = candidates.filter(pl.col("teacher").is_in(list(recipe.teachers)))
     known = positives.select("query_id", "doc_id").unique()
     cands = cands.join(known, on=["query_id", "doc_id"], how="anti")
@@ -146,13 +181,11 @@ def sample_negatives(survivors: pl.DataFrame, recipe: MiningRecipe) -> pl.DataFr
 
     Sampling without replacement with probabilities softmax(score / T) is done with the Gumbel-top-k
     trick (take the n largest score / T + Gumbel noise), which is exactly sequential softmax sampling.
-    Adds `teacher_slot` (1 = hardest chosen) and keeps rows ordered by it.
-    """
+    Adds `teacher_slot` (1 = hardest chosen) and keeps rows ordered by it."""
     n, k = recipe.num_negatives, recipe.sample_k
     groups = ["query_id", "teacher"]
-    df = survivors.sort("query_id", "teacher", "rank").with_columns(
-        survivor_rank=pl.col("rank").rank("ordinal").over(groups)
-    )
+    df = survivors.sort("query_id", "teacher", "rank")
+    df = df.with_columns(survivor_rank=pl.col("rank").rank("ordinal").over(groups))
     if recipe.sampling == "top":
         picked = df.filter(pl.col("survivor_rank") <= n)
     else:
@@ -174,8 +207,7 @@ def ensemble_negatives(picked: pl.DataFrame, recipe: MiningRecipe) -> pl.DataFra
 
     cross: one teacher per query, chosen at random among those with picks.
     intra: teachers take turns (each one's hardest first), duplicates kept so agreement counts twice.
-    intra_dedup: as intra, but a document already taken from another teacher is skipped.
-    """
+    intra_dedup: as intra, but a document already taken from another teacher is skipped."""
     n = recipe.num_negatives
     order = {t: i for i, t in enumerate(recipe.teachers)}
     df = picked.with_columns(_teacher_order=pl.col("teacher").replace_strict(order, return_dtype=pl.Int32))
@@ -208,10 +240,8 @@ def mine_hard_negatives(
 ) -> MiningResult:
     """Filter (paper method), sample and ensemble; count what each step dropped.
 
-    `query_ids` are the training queries (default: those with a positive); a query that ends with fewer than
-    n negatives is kept with fewer or dropped, per `recipe.short_queries`, and always counted. Negatives are
-    never padded with positives.
-    """
+    `query_ids` are the training queries (default: those with a positive); a query that ends with fewer than n
+    negatives is kept with fewer or dropped, per `recipe.short_queries`, and always counted; never padded."""
     filtered = filter_candidates(candidates, positives, recipe)
     picked = sample_negatives(filtered.filter("kept"), recipe)
     negatives = ensemble_negatives(picked, recipe).select(NEGATIVE_COLUMNS)
@@ -223,13 +253,9 @@ def mine_hard_negatives(
     short = per_query.filter(pl.col("len") < recipe.num_negatives)
     if recipe.short_queries == "drop":
         negatives = negatives.join(short.select("query_id"), on="query_id", how="anti")
-    per_teacher = (
-        filtered.group_by("teacher")
-        .agg(candidates=pl.len(), dropped_by_rule=(~pl.col("kept")).sum())
-        .join(negatives.group_by("teacher").agg(negatives=pl.len(), mean_negative_score=pl.col("score").mean()),
-              on="teacher", how="left")
-        .sort("teacher")
-    )
+    by_rule = filtered.group_by("teacher").agg(candidates=pl.len(), dropped_by_rule=(~pl.col("kept")).sum())
+    chosen = negatives.group_by("teacher").agg(negatives=pl.len(), mean_negative_score=pl.col("score").mean())
+    per_teacher = by_rule.join(chosen, on="teacher", how="left").sort("teacher")
     # teachers' scores live on different scales (cosine vs BM25): one mean only when one teacher gave them all
     single_scale = negatives["teacher"].n_unique() == 1
     stats = {
@@ -259,8 +285,7 @@ COVERAGE_REMEDY = ("use a stronger teacher than the student (e.g. all-mpnet-base
 def negative_coverage(stats: dict) -> dict:
     """How many training queries got mined negatives, with a level (ok / warn / error) and a message naming
     the share and the remedy. A positive-aware rule with a teacher no stronger than the student can leave most
-    queries empty (the positive is not ranked above the hard candidates), which silently turns the run into
-    in-batch-negatives training."""
+    queries empty (the positive is not ranked above the hard candidates): silently in-batch-negatives training."""
     queries = max(int(stats["queries"]), 1)
     empty = stats["queries_without_negative"] / queries
     full = stats["queries_with_full_set"] / queries

@@ -139,3 +139,15 @@ def hits_by_query(query_index: np.ndarray, distance: np.ndarray, values: np.ndar
     out_dist[qi[keep], slot[keep]] = dist[keep]
     out_vals[qi[keep], slot[keep]] = vals[keep]
     return out_dist, out_vals
+
+
+def ann_recall(q_vec: np.ndarray, d_vec: np.ndarray, search, k: int, sample: int, device: str = "cpu") -> dict:
+    """Recall@k of an approximate `search(query_vectors, k)` against exact search on a fixed, evenly spaced sample
+    of queries (the ANN report of candidate_lists)."""
+    rows = np.linspace(0, len(q_vec) - 1, num=min(sample, len(q_vec)), dtype=np.int64) if len(q_vec) else []
+    if not len(rows):
+        return {"ann_recall_at_k": 1.0, "ann_recall_queries": 0}
+    approx_scores, approx = search(q_vec[rows], k)
+    approx = np.where(np.isfinite(approx_scores), approx, -1)
+    _, exact = exact_top_k(q_vec[rows], d_vec, k, device=device)
+    return {"ann_recall_at_k": round(top_k_recall(approx, exact), 4), "ann_recall_queries": len(rows)}

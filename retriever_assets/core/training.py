@@ -28,6 +28,13 @@ class TrainingSettings:
     save_steps: int = 20  # checkpoint every N steps, so a killed run resumes from the latest one
     no_duplicates: bool = True  # a text twice in a batch would be its own false in-batch negative
     max_queries: int | None = None  # train on a fixed subset of this many training queries (None: all)
+    # hand freed memory back to the OS after every step: CPU batches of changing shapes otherwise leave glibc's
+    # heap growing (docs/benchmarks.md, training memory); does not change the weights
+    release_memory: bool = True
+    # CachedMultipleNegativesRankingLoss (GradCache): the same loss and gradients as MultipleNegativesRankingLoss,
+    # computed over chunks of this many texts, so activation memory no longer grows with batch_size x (2 + n
+    # negatives) x max_seq_length (docs/benchmarks.md: training memory). None = plain MNRL, everything at once.
+    mini_batch_size: int | None = 16
 
 
 @dataclass
@@ -38,6 +45,8 @@ class TrainingOutcome:
     examples: int
     loss_curve: list[tuple[int, float]] = field(default_factory=list)
     resumed_from: str | None = None
+    peak_rss_bytes: int = 0  # of this process during training
+    checkpoint_bytes_removed: int = 0
 
 
 def select_training_queries(query_ids: list[str], max_queries: int | None) -> list[str]:
@@ -83,6 +92,7 @@ def training_fingerprint(groups: dict[int, list[dict]], settings: TrainingSettin
     fields = asdict(settings)
     if fields["max_queries"] is None:  # fingerprints of students trained before the subset option stay valid
         fields.pop("max_queries")
+    fields.pop("release_memory")  # memory housekeeping: the same student either way
     h.update(json.dumps([fields, base], sort_keys=True).encode())
     for m, rows in groups.items():
         h.update(json.dumps([m, rows], sort_keys=True).encode())
@@ -90,6 +100,60 @@ def training_fingerprint(groups: dict[int, list[dict]], settings: TrainingSettin
 
 
 ELAPSED_FILE = "elapsed_seconds.json"
+
+
+def release_freed_memory() -> None:
+    """Return freed heap pages to the OS (glibc `malloc_trim`); a no-op where there is no glibc."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+class PeakRss:
+    """Peak resident memory of this process while the block runs, sampled every `interval` s (Linux /proc; elsewhere
+    the process-wide maximum from getrusage)."""
+
+    def __init__(self, interval: float = 0.1):
+        self.interval, self.peak, self._stop = interval, 0, None
+
+    @staticmethod
+    def current() -> int:
+        try:
+            with open("/proc/self/statm") as fh:
+                return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError):
+            import resource
+
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    def __enter__(self) -> PeakRss:
+        import threading
+
+        self._stop = threading.Event()
+
+        def sample():
+            while not self._stop.is_set():
+                self.peak = max(self.peak, self.current())
+                self._stop.wait(self.interval)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.current())
+
+
+def folder_bytes(path: Path) -> int:
+    """Bytes of the files under a folder (0 when it does not exist)."""
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()) if Path(path).exists() else 0
 
 
 def _recorded_seconds(checkpoint: Path) -> float:
@@ -123,7 +187,7 @@ def fine_tune_student(
         MultiDatasetBatchSamplers,
         SentenceTransformerTrainingArguments,
     )
-    from transformers import TrainerCallback
+    from transformers import PrinterCallback, TrainerCallback
 
     model.max_seq_length = settings.max_seq_length
     trainer_dir = output_dir / "trainer"
@@ -139,7 +203,11 @@ def fine_tune_student(
 
     datasets = {f"neg{m}": Dataset.from_list(rows) for m, rows in groups.items()}
     train_dataset = DatasetDict(datasets) if len(datasets) > 1 else next(iter(datasets.values()))
-    loss = losses.MultipleNegativesRankingLoss(model, scale=1.0 / settings.temperature)
+    if settings.mini_batch_size:
+        loss = losses.CachedMultipleNegativesRankingLoss(model, scale=1.0 / settings.temperature,
+                                                         mini_batch_size=settings.mini_batch_size)
+    else:
+        loss = losses.MultipleNegativesRankingLoss(model, scale=1.0 / settings.temperature)
     args = SentenceTransformerTrainingArguments(
         output_dir=str(trainer_dir),
         num_train_epochs=settings.epochs,
@@ -154,7 +222,7 @@ def fine_tune_student(
         logging_steps=1,
         save_strategy="steps",
         save_steps=settings.save_steps,
-        save_total_limit=2,
+        save_total_limit=1,  # resume needs only the latest complete checkpoint (older ones go once it is saved)
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
@@ -169,6 +237,10 @@ def fine_tune_student(
             if logs and "loss" in logs and (state.global_step % 10 == 0 or state.global_step == state.max_steps):
                 log(f"step {state.global_step}/{state.max_steps} loss {logs['loss']:.4f}")
 
+        def on_step_end(self, args, state, control, **kwargs):
+            if settings.release_memory:
+                release_freed_memory()
+
         def on_save(self, args, state, control, **kwargs):  # so a resumed run reports its whole training time
             checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if checkpoint.is_dir():
@@ -178,9 +250,11 @@ def fine_tune_student(
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=train_dataset, loss=loss, callbacks=[_Progress()]
     )
+    trainer.remove_callback(PrinterCallback)  # it prints every raw {'loss': ...} dict to stdout; _Progress logs
     if resume:
         log(f"resuming from {resume} ({earlier:.0f} s of training recorded before it)")
-    trainer.train(resume_from_checkpoint=resume)
+    with PeakRss() as rss:
+        trainer.train(resume_from_checkpoint=resume)
     seconds = earlier + time.perf_counter() - start
     curve = [(int(e["step"]), float(e["loss"])) for e in trainer.state.log_history if "loss" in e]
 
@@ -191,6 +265,10 @@ def fine_tune_student(
     if final.exists():
         shutil.rmtree(final)
     os.replace(partial, final)
+    # the model is saved: checkpoints (weights + optimizer state, ~3x the model) are only needed to resume
+    checkpoint_bytes = sum(folder_bytes(p) for p in trainer_dir.glob("checkpoint-*"))
+    shutil.rmtree(trainer_dir, ignore_errors=True)
+    log(f"training done: removed {checkpoint_bytes / 2**20:.0f} MiB of checkpoints, kept the model")
     return TrainingOutcome(
         model_dir=final,
         steps=int(trainer.state.global_step),
@@ -198,4 +276,6 @@ def fine_tune_student(
         examples=sum(len(r) for r in groups.values()),
         loss_curve=curve,
         resumed_from=resume,
+        peak_rss_bytes=rss.peak,
+        checkpoint_bytes_removed=checkpoint_bytes,
     )

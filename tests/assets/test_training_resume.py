@@ -76,6 +76,8 @@ def test_killed_training_resumes_from_the_latest_checkpoint(demo_root, tiny_enco
     child.wait(timeout=30)
     assert list(trainer_dir.glob("checkpoint-*")), "no checkpoint was written before the kill"
     assert not (trainer_dir.parent / "model").exists(), "the kill came too late: training had finished"
+    complete = [p for p in trainer_dir.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+    assert len(complete) == 1, complete  # only what resume needs: the latest complete checkpoint
     latest = max(trainer_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     before = json.loads((latest / "elapsed_seconds.json").read_text())["seconds"]
 
@@ -87,5 +89,6 @@ def test_killed_training_resumes_from_the_latest_checkpoint(demo_root, tiny_enco
     assert resumed.values["train_seconds"] >= round(before, 1)
     assert resumed.values["steps"] == ref.values["steps"]
     np.testing.assert_allclose(_weights(resumed.values["model_dir"]), _weights(ref.values["model_dir"]), atol=1e-6)
+    assert not trainer_dir.exists()  # pruned after success: the model folder is all that stays
     negatives = pl.read_parquet(Path(storage.root) / DATASET / "negatives" / "r" / "negatives.parquet")
     assert negatives.height > 0

@@ -1,0 +1,97 @@
+"""The on-disk layout of one dataset's artifacts: the only place that spells their paths, and their readers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from resources.storage import StorageResource
+
+
+@dataclass(frozen=True)
+class DatasetArtifacts:
+    """`<storage root>/<dataset>/`: corpus/, bm25/<teacher>/, candidates/, negatives/<recipe>/, student/<recipe>/,
+    scores/<recipe>/, scores/by-model/, leaderboard/ (embeddings live in LanceDB, see StorageResource)."""
+
+    storage: StorageResource
+    dataset: str
+
+    def folder(self, *parts: str) -> Path:
+        return self.storage.dataset_dir(self.dataset, *parts)
+
+    # ---------------------------------------------------------------- folders
+    @property
+    def corpus_dir(self) -> Path:
+        return self.folder("corpus")
+
+    @property
+    def candidates_dir(self) -> Path:
+        return self.folder("candidates")
+
+    @property
+    def leaderboard_dir(self) -> Path:
+        return self.folder("leaderboard")
+
+    def bm25_dir(self, teacher: str) -> Path:
+        return self.folder("bm25", teacher)
+
+    def negatives_dir(self, recipe: str) -> Path:
+        return self.folder("negatives", recipe)
+
+    def student_dir(self, recipe: str) -> Path:
+        return self.folder("student", recipe)
+
+    def scores_dir(self, recipe: str) -> Path:
+        return self.folder("scores", recipe)
+
+    # ---------------------------------------------------------------- files
+    def negatives_file(self, recipe: str) -> Path:
+        return self.negatives_dir(recipe) / "negatives.parquet"
+
+    def mining_stats_file(self, recipe: str) -> Path:
+        return self.negatives_dir(recipe) / "stats.json"
+
+    def student_manifest_file(self, recipe: str) -> Path:
+        return self.student_dir(recipe) / "manifest.json"
+
+    def scores_file(self, recipe: str) -> Path:
+        return self.scores_dir(recipe) / "scores.json"
+
+    def score_cache_file(self, score_key: str) -> Path:
+        """One model's scores on the test split, shared by every recipe (keyed by what decides the score)."""
+        return self.folder("scores", "by-model") / f"{score_key}.json"
+
+    # ---------------------------------------------------------------- readers
+    def read_corpus(self) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict]:
+        """(corpus, queries, qrels, manifest) as written by the qa_corpus step."""
+        folder = self.corpus_dir
+        if not (folder / "manifest.json").exists():
+            raise FileNotFoundError(f"dataset {self.dataset!r} has no qa_corpus yet: materialize qa_corpus first")
+        return (pl.read_parquet(folder / "corpus.parquet"), pl.read_parquet(folder / "queries.parquet"),
+                pl.read_parquet(folder / "qrels.parquet"), json.loads((folder / "manifest.json").read_text()))
+
+    def read_candidates(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """(candidates, positives' teacher scores) as written by the candidate_lists step."""
+        folder = self.candidates_dir
+        if not (folder / "candidates.parquet").exists():
+            raise FileNotFoundError(f"dataset {self.dataset!r} has no candidate_lists yet: materialize it first")
+        return pl.read_parquet(folder / "candidates.parquet"), pl.read_parquet(folder / "positives.parquet")
+
+    def read_negatives(self, recipe: str) -> pl.DataFrame:
+        return pl.read_parquet(self.negatives_file(recipe))
+
+    def read_mining_stats(self, recipe: str) -> dict:
+        return json.loads(self.mining_stats_file(recipe).read_text())
+
+    def read_student_manifest(self, recipe: str) -> dict:
+        return json.loads(self.student_manifest_file(recipe).read_text())
+
+    def read_scores(self, recipe: str) -> dict:
+        return json.loads(self.scores_file(recipe).read_text())
+
+    def disk_mib(self, *parts: str) -> float:
+        """MiB of the files under one artifact folder (e.g. "student", recipe)."""
+        return self.storage.disk_mib(self.dataset, *parts)

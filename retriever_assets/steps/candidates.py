@@ -1,0 +1,70 @@
+"""Stage 3, candidate_lists: each training query's top-K candidates per teacher (exact, ANN or BM25)."""
+
+from __future__ import annotations
+
+import time
+
+import polars as pl
+
+from resources.artifacts import DatasetArtifacts
+from resources.storage import StorageResource, write_json, write_parquet
+from resources.teachers import TeachersResource
+from retriever_assets.core.corpus import positives_of
+from retriever_assets.steps.common import Log, StepReport, training_queries
+from retriever_assets.steps.teachers import CandidateRequest, configured_teachers
+
+
+def build_candidates(
+    storage: StorageResource,
+    teachers: TeachersResource,
+    dataset: str,
+    *,
+    top_k: int,
+    query_chunk: int,
+    doc_chunk: int,
+    search: str = "exact",
+    ann: dict | None = None,
+    log: Log,
+) -> StepReport:
+    if search not in ("exact", "ann", "auto"):
+        raise ValueError(f"candidate search must be exact, ann or auto, not {search!r}")
+    ann = {"min_docs": 1_000_000, "nprobes": 20, "refine_factor": 5, "recall_sample": 200} | (ann or {})
+    start = time.perf_counter()
+    artifacts = DatasetArtifacts(storage, dataset)
+    corpus, queries, qrels, manifest = artifacts.read_corpus()
+    train_q = training_queries(queries, qrels, manifest["train_split"])
+    positives = positives_of(qrels, manifest["train_split"])
+    query_ids, doc_ids = train_q["query_id"].to_list(), corpus["doc_id"].to_list()
+    request = CandidateRequest(query_ids=query_ids, query_texts=train_q["text"].to_list(), doc_ids=doc_ids,
+                               positives=positives, top_k=top_k, query_chunk=query_chunk, doc_chunk=doc_chunk,
+                               search=search, ann=ann, device=teachers.resolved_device())
+    all_c, all_p, per_teacher, versions_read = [], [], [], {}
+    for teacher in configured_teachers(teachers):
+        spec, t0 = teacher.spec, time.perf_counter()
+        c, p, report = teacher.candidates(artifacts, request, log)
+        if "lancedb_table_version" in report:
+            versions_read[spec.name] = report.pop("lancedb_table_version")
+        seconds = time.perf_counter() - t0
+        top1 = p.group_by("query_id").agg((pl.col("rank") == 1).any()).get_column("rank").mean()
+        per_teacher.append({
+            "teacher": spec.name,
+            "candidates": c.height,
+            "queries_with_candidates": c["query_id"].n_unique(),
+            "positives_scored": p.height,
+            "share_positive_ranked_first": round(float(top1 or 0), 4),
+            "mean_positive_score": round(float(p["score"].mean() or 0), 4),
+            "seconds": round(seconds, 2),
+        } | report)
+        log(f"{spec.name}: {c.height} candidates for {len(query_ids)} queries in {seconds:.1f}s")
+        all_c.append(c)
+        all_p.append(p)
+    out = artifacts.candidates_dir
+    candidates, positive_scores = pl.concat(all_c), pl.concat(all_p)
+    write_parquet(candidates, out / "candidates.parquet")
+    write_parquet(positive_scores, out / "positives.parquet")
+    write_json(out / "manifest.json", {"top_k": top_k, "teachers": list(teachers.specs()), "queries": len(query_ids),
+                                       "lancedb_table_versions_read": versions_read})
+    return StepReport(time.perf_counter() - start, {"top_k": top_k, "queries": len(query_ids),
+                                                    "rows": candidates.height, "teachers": per_teacher,
+                                                    "lancedb_table_versions_read": versions_read})
+

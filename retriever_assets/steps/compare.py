@@ -1,0 +1,112 @@
+"""The leaderboard: every recipe's student side by side, with the false-negative audit by a judge model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+import numpy as np
+import polars as pl
+
+from resources.artifacts import DatasetArtifacts
+from resources.storage import StorageResource, write_json
+from resources.teachers import TeachersResource
+from retriever_assets.core.corpus import positives_of
+from retriever_assets.core.encoding import EncoderSpec
+from retriever_assets.core.training import select_training_queries
+from retriever_assets.steps.common import Log, StepReport, doc_texts, teachers_path
+
+
+def compare_recipes(
+    storage: StorageResource,
+    teachers: TeachersResource,
+    dataset: str,
+    recipe_names: list[str],
+    *,
+    judge_model: str | None,
+    audit_max_queries: int | None = None,
+    judge_max_seq_length: int = 256,
+    log: Log,
+) -> StepReport:
+    """Leaderboard over every recipe that has scores, with the false-negative audit when a judge is set."""
+    from retriever_assets.core.leaderboard import (
+        build_leaderboard,
+        false_negative_audit,
+        summarize_seeds,
+        to_markdown,
+    )
+
+    start = time.perf_counter()
+    artifacts = DatasetArtifacts(storage, dataset)
+    corpus, queries, qrels, manifest = artifacts.read_corpus()
+    scores, mining, training = {}, {}, {}
+    for name in recipe_names:
+        if not artifacts.scores_file(name).exists():
+            log(f"recipe {name}: no scores yet (materialize its mteb_scores); left out")
+            continue
+        scores[name] = artifacts.read_scores(name)
+        mining[name] = artifacts.read_mining_stats(name)
+        training[name] = artifacts.read_student_manifest(name)
+    if not scores:
+        raise RuntimeError(f"no recipe of {dataset!r} has MTEB scores yet: materialize mteb_scores first")
+    out = artifacts.leaderboard_dir
+    previous = json.loads((out / "audit.json").read_text()) if (out / "audit.json").exists() else {}
+    negatives_hash = {
+        name: hashlib.blake2b(artifacts.negatives_file(name).read_bytes(), digest_size=12).hexdigest()
+        for name in scores
+    }
+    # an audit stays valid while the recipe's negatives are the same file content (and, when a judge is set,
+    # the same judge, length and audited queries); without a judge, earlier audits are kept rather than lost
+    setup: dict | None = None
+    if judge_model:
+        judge_spec = EncoderSpec(name="judge", model=judge_model, max_seq_length=judge_max_seq_length)
+        positives = positives_of(qrels, manifest["train_split"])
+        audited = select_training_queries(positives["query_id"].to_list(), audit_max_queries)
+        positives = positives.filter(pl.col("query_id").is_in(audited))
+        setup = {"judge": teachers_path(teachers, judge_spec), "judge_max_seq_length": judge_max_seq_length,
+                 "queries_audited": len(audited)}
+    audits: dict[str, dict] = {}
+    for name in scores:
+        same = previous.get(name, {})
+        if same.get("negatives_hash") == negatives_hash[name] and all(
+                same.get(k) == v for k, v in (setup or {}).items()):
+            audits[name] = same
+            log(f"recipe {name}: audit {'reused' if setup else 'kept from an earlier leaderboard (no judge now)'} "
+                f"({same['false_negative_share']:.1%} suspected false negatives)")
+    fresh = [name for name in scores if name not in audits] if setup else []
+    if fresh:  # the judge is loaded only when some recipe has negatives it has not judged yet
+        model, _ = teachers.load(judge_spec)
+        q_text = dict(queries.select("query_id", "text").iter_rows())
+        d_text = doc_texts(corpus)
+        cache: dict[tuple[str, str], np.ndarray] = {}
+
+        def vectors(kind: str, ids):
+            missing = sorted({i for i in ids if (kind, i) not in cache})
+            if missing:
+                texts = [q_text[i] if kind == "q" else d_text[i] for i in missing]
+                encoded = model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, batch_size=32)
+                cache.update({(kind, i): v for i, v in zip(missing, encoded, strict=True)})
+            return np.stack([cache[(kind, i)] for i in ids])
+
+        def judge(query_ids, doc_ids):
+            return np.einsum("ij,ij->i", vectors("q", query_ids), vectors("d", doc_ids))
+
+        for name in fresh:
+            negatives = artifacts.read_negatives(name).filter(pl.col("query_id").is_in(audited))
+            audits[name] = false_negative_audit(negatives, positives, judge) | setup | {
+                "negatives_hash": negatives_hash[name]}
+            log(f"recipe {name}: {audits[name]['false_negative_share']:.1%} suspected false negatives")
+    board = build_leaderboard(scores, mining, training, audits)
+    board.write_csv(out / "leaderboard.csv")
+    seeds = summarize_seeds(board)
+    (out / "leaderboard.md").write_text(to_markdown(board) + "\n")
+    for stale in ("seeds.csv", "seeds.md"):
+        (out / stale).unlink(missing_ok=True)
+    if seeds.height:
+        seeds.write_csv(out / "seeds.csv")
+        (out / "seeds.md").write_text(to_markdown(seeds) + "\n")
+    write_json(out / "audit.json", audits)
+    return StepReport(time.perf_counter() - start, {"board": board, "seeds": seeds, "audits": audits,
+                                                    "folder": str(out), "recipes": list(scores)})
+

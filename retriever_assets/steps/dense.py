@@ -1,0 +1,161 @@
+"""The dense teacher: a SentenceTransformer whose vectors live in LanceDB, searched exactly or through an ANN index."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import polars as pl
+
+from resources.artifacts import DatasetArtifacts
+from resources.storage import StorageResource
+from resources.teachers import TeachersResource
+from retriever_assets.core import candidates as cand
+from retriever_assets.core.encoding import (
+    EmbeddingPlan,
+    EncoderSpec,
+    count_truncated,
+    embed_in_chunks,
+    embedding_cache_key,
+    model_fingerprint,
+    plan_embedding_update,
+)
+from retriever_assets.core.search import ann_recall, rescore_top_k
+from retriever_assets.steps.common import Log
+from retriever_assets.steps.teachers import CandidateRequest
+
+
+class DenseTeacher:
+    """Embeds documents and training queries incrementally (content hash + cache key) and searches them by cosine."""
+
+    scored_on_test = True  # its own nDCG@10 is on the leaderboard
+
+    def __init__(self, spec: EncoderSpec, models: TeachersResource):
+        self.spec, self.models = spec, models
+
+    def refresh(self, artifacts: DatasetArtifacts, corpus: pl.DataFrame, items: pl.DataFrame, *, batch_size: int,
+                chunk_size: int, log: Log) -> dict:
+        return embed_dense_teacher(artifacts.storage, self.models, artifacts.dataset, self.spec, items,
+                                   batch_size=batch_size, chunk_size=chunk_size, log=log)
+
+    def candidates(self, artifacts: DatasetArtifacts, request: CandidateRequest, log: Log
+                   ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+        spec, r, ann = self.spec, request, request.ann
+        store = artifacts.storage.embedding_store(artifacts.dataset, spec.name)
+        version = store.version()
+        q_vec = store.vectors("query", r.query_ids)  # (n_queries, dim)
+        d_vec = store.vectors("document", r.doc_ids)  # (n_docs, dim)
+        use_ann = r.search == "ann" or (r.search == "auto" and len(r.doc_ids) >= ann["min_docs"])
+        if use_ann and not spec.normalize:
+            raise ValueError(f"teacher {spec.name!r}: the ANN index searches by cosine; its vectors are not "
+                             "normalised, so use search='exact'")
+        ann_fn, report = (_ann_search(store, r.doc_ids, d_vec, ann, log) if use_ann else (None, {}))
+        c, p = cand.dense_candidates(spec.name, r.query_ids, q_vec, r.doc_ids, d_vec, r.positives, k=r.top_k,
+                                     device=r.device, query_chunk=r.query_chunk, doc_chunk=r.doc_chunk, search=ann_fn)
+        if use_ann:
+            report |= ann_recall(q_vec, d_vec, ann_fn, r.top_k, ann["recall_sample"], r.device)
+            log(f"{spec.name}: ANN recall@{r.top_k} {report['ann_recall_at_k']:.4f} on "
+                f"{report['ann_recall_queries']} queries checked exactly")
+        return c, p, {"search": "ann" if use_ann else "exact", "lancedb_table_version": version} | report
+
+
+def embed_dense_teacher(
+    storage: StorageResource,
+    teachers: TeachersResource,
+    dataset: str,
+    spec: EncoderSpec,
+    items: pl.DataFrame,
+    *,
+    batch_size: int,
+    chunk_size: int,
+    log: Log,
+) -> dict:
+    """Embed only new or changed items (content hash + cache key), delete removed ones, commit per chunk."""
+    start = time.perf_counter()
+    store = storage.embedding_store(dataset, spec.name)
+    phases: dict[str, float] = {}
+    t0 = time.perf_counter()
+    model, path = teachers.load(spec)
+    phases["load_model"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fingerprint = model_fingerprint(path, spec.revision)
+    phases["fingerprint_weights"] = time.perf_counter() - t0
+    keys = {role: embedding_cache_key(spec, fingerprint, role) for role in ("document", "query")}
+    dim = model.get_embedding_dimension()
+    if store.dimension() not in (None, dim):
+        log(f"{spec.name}: vector dimension changed ({store.dimension()} -> {dim}); rebuilding the table")
+        store.reset()
+    plan: EmbeddingPlan = plan_embedding_update(items, store.stored_index(), keys)
+    log(f"{spec.name}: {plan.to_embed.height} to embed, {len(plan.to_delete)} to delete, {plan.unchanged} unchanged")
+    store.delete(plan.to_delete)
+
+    def encode(texts, role):
+        return model.encode(
+            list(texts),
+            batch_size=batch_size,
+            prompt=spec.prompt(role) or None,
+            normalize_embeddings=spec.normalize,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        ).astype(np.float32)
+
+    def write(chunk: pl.DataFrame, vectors: np.ndarray):
+        store.write(chunk.with_columns(cache_key=pl.col("role").replace_strict(keys)), vectors, model=path)
+
+    def progress(done, total, seconds):
+        log(f"{spec.name}: embedded {done}/{total} ({done / max(seconds, 1e-9):.1f} items/s)")
+
+    t0 = time.perf_counter()
+    prompted = [spec.prompt(role) + text for role, text in plan.to_embed.select("role", "text").iter_rows()]
+    long_docs = count_truncated(model.tokenizer, prompted, spec.max_seq_length)
+    phases["count_truncated"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    embedded = embed_in_chunks(plan, encode, write, chunk_size=chunk_size, on_progress=progress)
+    phases["encode_and_write"] = time.perf_counter() - t0
+    if embedded > 10 * chunk_size:
+        t0 = time.perf_counter()
+        store.optimize()
+        phases["optimize_table"] = time.perf_counter() - t0
+    return {
+        "teacher": spec.name,
+        "kind": "dense",
+        "model": path,
+        "fingerprint": fingerprint,
+        "embedded": embedded,
+        "deleted": len(plan.to_delete),
+        "unchanged": plan.unchanged,
+        "truncated_items": long_docs,
+        "dimension": dim,
+        "table": store.name,
+        "table_version": store.version(),
+        "seconds": round(time.perf_counter() - start, 2),
+        "items_per_second": round(embedded / max(time.perf_counter() - start, 1e-9), 1),
+        "backend": spec.backend,
+        "phase_seconds": {k: round(v, 3) for k, v in phases.items()},
+    }
+
+
+
+def _ann_search(store, doc_ids: list[str], doc_vectors: np.ndarray, ann: dict, log: Log):
+    """A `search(query_vectors, width)` through the table's vector index, mapping item ids to doc rows.
+
+    With a refine factor r, the index returns width * r candidates and their exact cosines are computed from
+    the document vectors already in memory (`rescore_top_k`): 1.5x faster than LanceDB's own refine, which
+    re-reads full vectors from the table, at the same recall (docs/benchmarks.md, 1M documents).
+    """
+
+    state = store.ensure_vector_index()
+    log(f"{store.name}: vector index {state}")
+    row = {f"d:{d}": i for i, d in enumerate(doc_ids)}
+    refine = int(ann["refine_factor"] or 0)
+
+    def search(query_vectors: np.ndarray, width: int):
+        scores, items = store.search_documents(query_vectors, width * max(refine, 1), nprobes=ann["nprobes"])
+        index = np.array([[row.get(i, -1) if i is not None else -1 for i in r] for r in items], dtype=np.int64)
+        if refine:
+            scores, index = rescore_top_k(query_vectors, doc_vectors, index, width)
+        scores[index < 0] = -np.inf  # an empty slot or a document no longer in the corpus
+        return scores, np.where(index < 0, 0, index)
+
+    return search, {"ann_index": state, "ann_nprobes": ann["nprobes"], "ann_refine_factor": refine,
+                    "ann_refine": "exact cosines in memory" if refine else "none"}

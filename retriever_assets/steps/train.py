@@ -1,0 +1,82 @@
+"""Stage 5, student_checkpoint: fine-tune the student on one recipe's negatives (reused when inputs are unchanged)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import polars as pl
+
+from resources.artifacts import DatasetArtifacts
+from resources.storage import StorageResource, write_json
+from resources.teachers import TeachersResource
+from retriever_assets.core.corpus import positives_of
+from retriever_assets.core.encoding import EncoderSpec, model_fingerprint
+from retriever_assets.core.training import (
+    TrainingSettings,
+    build_training_examples,
+    fine_tune_student,
+    select_training_queries,
+    training_fingerprint,
+)
+from retriever_assets.steps.common import Log, StepReport, doc_texts
+
+
+def train_student(
+    storage: StorageResource,
+    teachers: TeachersResource,
+    dataset: str,
+    recipe_name: str,
+    *,
+    base_model: str,
+    settings: TrainingSettings,
+    log: Log,
+) -> StepReport:
+    start = time.perf_counter()
+    artifacts = DatasetArtifacts(storage, dataset)
+    corpus, queries, qrels, manifest = artifacts.read_corpus()
+    negatives = artifacts.read_negatives(recipe_name)
+    positives = positives_of(qrels, manifest["train_split"])
+    if settings.max_queries is not None:
+        chosen = select_training_queries(positives["query_id"].to_list(), settings.max_queries)
+        positives = positives.filter(pl.col("query_id").is_in(chosen))
+        negatives = negatives.filter(pl.col("query_id").is_in(chosen))
+        log(f"training on a fixed subset of {len(chosen)} training queries (max_train_queries)")
+    q_text = dict(queries.select("query_id", "text").iter_rows())
+    d_text = doc_texts(corpus)
+    groups = build_training_examples(negatives, positives, q_text, d_text)
+    spec = EncoderSpec(name="student", model=base_model, max_seq_length=settings.max_seq_length)
+    model, base_path = teachers.load(spec)
+    base_fp = model_fingerprint(base_path)
+    out = artifacts.student_dir(recipe_name)
+    data_fp = training_fingerprint(groups, settings, base_fp)
+    previous = artifacts.student_manifest_file(recipe_name)
+    if previous.exists() and (out / "model").is_dir():
+        last = json.loads(previous.read_text())
+        if last.get("data_fingerprint") == data_fp:
+            log(f"training inputs unchanged ({data_fp}): reusing {out / 'model'}")
+            return StepReport(time.perf_counter() - start, last | {"reused": True})
+    outcome = fine_tune_student(model, groups, settings, out, base_identity=base_fp, log=log)
+    report = {
+        "data_fingerprint": data_fp,
+        "reused": False,
+        "base_model": base_path,
+        "base_fingerprint": base_fp,
+        "model_dir": str(outcome.model_dir),
+        "fingerprint": model_fingerprint(str(outcome.model_dir)),
+        "recipe": recipe_name,
+        "examples": outcome.examples,
+        "train_queries": positives["query_id"].n_unique(),
+        "examples_by_negative_count": {str(m): len(r) for m, r in groups.items()},
+        "steps": outcome.steps,
+        "train_seconds": round(outcome.seconds, 1),
+        "resumed_from": outcome.resumed_from,
+        "peak_rss_mib": round(outcome.peak_rss_bytes / 2**20),
+        "checkpoints_removed_mib": round(outcome.checkpoint_bytes_removed / 2**20, 1),
+        "loss_curve": outcome.loss_curve,
+        "settings": settings.__dict__,
+    }
+    write_json(artifacts.student_manifest_file(recipe_name), report)
+    return StepReport(time.perf_counter() - start, report)
+
+
