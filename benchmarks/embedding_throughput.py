@@ -26,7 +26,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import polars as pl  # noqa: E402
 
-from resources import StorageResource, TeacherConfig, TeachersResource  # noqa: E402
+from resources import ModelsResource, StorageResource, TeacherConfig  # noqa: E402
 from retriever_assets import steps  # noqa: E402
 from retriever_assets.core.corpus import document_text, load_beir_folder  # noqa: E402
 
@@ -48,7 +48,7 @@ def main() -> None:
     texts = [document_text(t, x) for t, x in corpus.select("title", "text").iter_rows()]
     configs = {b: TeacherConfig(name="dense", model=args.model, backend=b) for b in args.backends}
     cache = tempfile.mkdtemp(prefix="onnx-cache-")
-    teachers = {b: TeachersResource(teachers=[c], model_cache_dir=cache) for b, c in configs.items()}
+    teachers = {b: ModelsResource(teachers=[c], model_cache_dir=cache) for b, c in configs.items()}
     bare_model, _ = teachers[args.backends[0]].load(TeacherConfig(name="dense", model=args.model).spec())
     bare_model.encode(texts[:64], batch_size=args.batch_size)  # warm-up
     for b, t in teachers.items():  # one load per backend first: ONNX export/quantization happens once, untimed

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from resources import StorageResource, TeacherConfig, TeachersResource  # noqa: E402
+from resources import ModelsResource, StorageResource, TeacherConfig  # noqa: E402
 from retriever_assets import steps  # noqa: E402
 
 
@@ -37,7 +37,7 @@ def edit_documents(corpus: Path, fraction: float, seed: int) -> int:
     return len(chosen)
 
 
-def run(storage: StorageResource, teachers: TeachersResource, name: str, folder: Path, batch_size: int) -> dict:
+def run(storage: StorageResource, teachers: ModelsResource, name: str, folder: Path, batch_size: int) -> dict:
     steps.ingest_corpus(storage, name, folder, mode="strict", train_split="train", test_split="test")
     t0 = time.perf_counter()
     report = steps.embed_teachers(storage, teachers, name, batch_size=batch_size, chunk_size=1024, log=lambda m: None)
@@ -62,7 +62,7 @@ def main() -> None:
         for path in folder.rglob("*"):
             path.chmod(0o644 if path.is_file() else 0o755)
         storage = StorageResource(root=str(Path(tmp) / "storage"))
-        teachers = TeachersResource(teachers=[TeacherConfig(name="dense", model=args.model)])
+        teachers = ModelsResource(teachers=[TeacherConfig(name="dense", model=args.model)])
         full = run(storage, teachers, source.name, folder, args.batch_size)
         edited = edit_documents(folder / "corpus.jsonl", args.fraction, args.seed)
         incremental = run(storage, teachers, source.name, folder, args.batch_size)

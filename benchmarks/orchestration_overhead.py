@@ -22,7 +22,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import dagster as dg  # noqa: E402
 
-from resources import DataRootResource, StorageResource, TeachersResource  # noqa: E402
+from resources import DataRootResource, ModelsResource, StorageResource  # noqa: E402
 from retriever_assets import steps  # noqa: E402
 from retriever_assets.core.mining import MiningRecipe  # noqa: E402
 from retriever_assets.core.training import TrainingSettings  # noqa: E402
@@ -34,7 +34,7 @@ DATASET = "demo-qa"
 
 
 def direct(root: str) -> dict[str, float]:
-    storage, teachers, log = StorageResource(root=root), TeachersResource(), (lambda m: None)
+    storage, teachers, log = StorageResource(root=root), ModelsResource(), (lambda m: None)
     times = {}
     t0 = time.perf_counter()
     steps.ingest_corpus(storage, DATASET, BUNDLED / DATASET, mode="strict", train_split="train", test_split="test")
@@ -68,7 +68,7 @@ def through_dagster(root: str) -> float:
         selection=["qa_corpus", "teacher_embeddings", "candidate_lists", "hard_negatives", "student_checkpoint",
                    "mteb_scores"],
         resources={"data_root": DataRootResource(path=str(BUNDLED)), "storage": StorageResource(root=root),
-                   "teachers": TeachersResource()},
+                   "models": ModelsResource()},
     )
     assert result.success
     return time.perf_counter() - t0

@@ -1,7 +1,8 @@
-"""Dagster resources: storage (LanceDB + artifact folders), teachers/encoders, the data root."""
+"""Dagster resources: storage (LanceDB + artifact folders), every model (teachers, student, base, judge), data root."""
 
 from resources.data_root import DataRootResource
+from resources.models import ModelsResource, TeacherConfig, default_teachers
 from resources.storage import EmbeddingStore, StorageResource
-from resources.teachers import TeacherConfig, TeachersResource
 
-__all__ = ["DataRootResource", "EmbeddingStore", "StorageResource", "TeacherConfig", "TeachersResource"]
+__all__ = ["DataRootResource", "EmbeddingStore", "ModelsResource", "StorageResource", "TeacherConfig",
+           "default_teachers"]

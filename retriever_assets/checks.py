@@ -11,6 +11,7 @@ from resources.artifacts import DatasetArtifacts
 from retriever_assets.core.corpus import positives_of
 from retriever_assets.core.mining import EMPTY_SHARE_ERROR, FULL_SHARE_WARN, MiningRecipe, negative_coverage
 from retriever_assets.core.rule_check import rule_violations
+from retriever_assets.lineage import RecipeLineage
 
 
 def _load(storage: StorageResource, dataset: str, recipe_name: str):
@@ -19,8 +20,9 @@ def _load(storage: StorageResource, dataset: str, recipe_name: str):
     return pl.read_parquet(folder / "negatives.parquet"), stats, MiningRecipe.from_dict(stats["recipe"])
 
 
-def build_recipe_checks(recipe: MiningRecipe, asset) -> list:
+def build_recipe_checks(lineage: RecipeLineage) -> list:
     """The three checks of one recipe's hard_negatives asset."""
+    recipe, asset = lineage.recipe, lineage.asset_key("hard_negatives")
 
     @dg.asset_check(asset=asset, name="no_positive_among_negatives", blocking=True,
                     description="No known positive of a query is among its negatives.")

@@ -183,8 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dataset {dataset!r} not found in {data_root.root()} (found: {', '.join(found) or 'none'})",
               file=sys.stderr)
         return 2
-    from retriever_assets.assets.recipes import recipe_key
-    from retriever_assets.definitions import RECIPES
+    from retriever_assets.definitions import LINEAGES, RECIPES
 
     job = defs.resolve_implicit_global_asset_job_def()
     selection = None
@@ -194,15 +193,11 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             print(f"unknown recipe(s) {unknown}; configured: {[r.name for r in RECIPES]}", file=sys.stderr)
             return 2
-        selection = [dg.AssetKey(k) for k in ("qa_corpus", "teacher_embeddings",
-                                              "candidate_lists", "leaderboard")]
-        for i, recipe in enumerate(RECIPES):
-            if recipe.name in wanted:
-                prefix = [] if i == 0 else [recipe_key(recipe)]
-                selection += [dg.AssetKey([*prefix, n]) for n in ("hard_negatives", "student_checkpoint",
-                                                                  "mteb_scores")]
-    prefixes = ["" if i == 0 else f"{recipe_key(r)}__" for i, r in enumerate(RECIPES)
-                if not wanted or r.name in wanted]
+    chosen = [lineage for lineage in LINEAGES if not wanted or lineage.recipe.name in wanted]
+    if wanted:
+        selection = [dg.AssetKey(k) for k in ("qa_corpus", "teacher_embeddings", "candidate_lists", "leaderboard")]
+        selection += [key for lineage in chosen for key in lineage.asset_keys()]
+    prefixes = [lineage.op_prefix for lineage in chosen]
     result = job.execute_in_process(
         partition_key=dataset, instance=instance, run_config=run_config(args, prefixes), raise_on_error=False,
         tags={"launched_by": "retriever-assets cli"}, asset_selection=selection,

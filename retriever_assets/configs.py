@@ -6,6 +6,7 @@ from typing import Literal
 import dagster as dg
 
 from retriever_assets.core.training import TrainingSettings
+from retriever_assets.steps.candidates import ANN_DEFAULTS
 
 
 class QaCorpusConfig(dg.Config):
@@ -26,10 +27,11 @@ class CandidateConfig(dg.Config):
     query_chunk: int = 4096  # queries per search block: memory ~ query_chunk x doc_chunk floats
     doc_chunk: int = 65536  # documents per search block
     search: str = "auto"  # exact | ann | auto (ANN through a LanceDB IVF_RQ index from ann_min_docs documents)
-    ann_min_docs: int = 1_000_000
-    ann_nprobes: int = 20  # IVF partitions searched per query (more: better recall, slower)
-    ann_refine_factor: int | None = 5  # index proposes refine_factor x k candidates, re-ranked by exact cosines
-    ann_recall_sample: int = 200  # queries also searched exactly to report the ANN's recall@k
+    ann_min_docs: int = ANN_DEFAULTS["min_docs"]
+    ann_nprobes: int = ANN_DEFAULTS["nprobes"]  # IVF partitions searched per query (more: better recall, slower)
+    ann_refine_factor: int | None = ANN_DEFAULTS["refine_factor"]  # index proposes refine_factor x k candidates,
+    # re-ranked by exact cosines
+    ann_recall_sample: int = ANN_DEFAULTS["recall_sample"]  # queries also searched exactly to report recall@k
 
 
 class HardNegativesConfig(dg.Config):
@@ -54,23 +56,25 @@ class HardNegativesConfig(dg.Config):
 class StudentConfig(dg.Config):
     """Student fine-tuning; defaults follow the sentence-transformers SciFact recipe (see docs/results.md)."""
 
+    # the defaults are TrainingSettings' own (one set of defaults, documented there)
     base_model: str = "all-MiniLM-L6-v2"  # offline alias, local folder or hub id
-    epochs: int = 1
-    batch_size: int = 16
-    learning_rate: float = 2e-5
-    warmup_ratio: float = 0.1
-    temperature: float = 0.05  # InfoNCE tau (MultipleNegativesRankingLoss scale 1/tau)
-    max_seq_length: int = 256
-    seed: int | None = None  # a recipe's student_seed wins; else this; else 42
+    epochs: int = TrainingSettings.epochs
+    batch_size: int = TrainingSettings.batch_size
+    learning_rate: float = TrainingSettings.learning_rate
+    warmup_ratio: float = TrainingSettings.warmup_ratio
+    temperature: float = TrainingSettings.temperature  # InfoNCE tau (MultipleNegativesRankingLoss scale 1/tau)
+    max_seq_length: int = TrainingSettings.max_seq_length
+    seed: int | None = None  # a recipe's student_seed wins; else this; else TrainingSettings.seed (42)
     max_train_queries: int | None = None  # train on a fixed subset of training queries (same for every recipe)
-    save_steps: int = 20  # checkpoint interval (steps): a killed run resumes from the latest
+    save_steps: int = TrainingSettings.save_steps  # checkpoint interval (steps): a killed run resumes from the latest
     # texts per forward pass of the cached InfoNCE loss (GradCache: same loss and gradients, bounded memory);
     # 0 = plain MultipleNegativesRankingLoss over the whole batch at once (peak memory grows with the batch)
-    mini_batch_size: int = 16
+    mini_batch_size: int = TrainingSettings.mini_batch_size
 
     def settings(self, recipe_seed: int | None = None) -> TrainingSettings:
         # the recipe's seed is part of its identity (naive-seed2 must not silently train with another seed)
-        seed = recipe_seed if recipe_seed is not None else (self.seed if self.seed is not None else 42)
+        seed = recipe_seed if recipe_seed is not None else (self.seed if self.seed is not None
+                                                             else TrainingSettings.seed)
         return TrainingSettings(
             epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
             warmup_ratio=self.warmup_ratio, temperature=self.temperature, max_seq_length=self.max_seq_length,

@@ -7,27 +7,29 @@ from pathlib import Path
 
 import dagster as dg
 
-from resources import DataRootResource, StorageResource, TeacherConfig, TeachersResource
+from resources import DataRootResource, ModelsResource, StorageResource, default_teachers
 from retriever_assets.assets.compare import build_leaderboard_asset
 from retriever_assets.assets.embed import teacher_embeddings
 from retriever_assets.assets.ingest import qa_corpus, raw_qa_folder
 from retriever_assets.assets.mine import candidate_lists
 from retriever_assets.assets.recipes import build_recipe_assets
 from retriever_assets.checks import build_recipe_checks
+from retriever_assets.lineage import lineages_of
 from retriever_assets.recipes import load_recipes, with_builtin_recipes
 from retriever_assets.schedules import refresh_job, weekly_refresh
 from retriever_assets.sensors import dataset_folder_sensor
 
 BUNDLED = Path(__file__).parent / "bundled"
 
-RECIPES = with_builtin_recipes(load_recipes(os.environ.get("RETRIEVER_RECIPES")),
-                               os.environ.get("RETRIEVER_RECIPE_NAMES"))
-recipe_assets, recipe_checks = [], []
-for i, recipe in enumerate(RECIPES):
-    built = build_recipe_assets(recipe, default=i == 0)
-    recipe_assets += built
-    recipe_checks += build_recipe_checks(recipe, built[0])
-leaderboard = build_leaderboard_asset(RECIPES, recipe_assets[2::3])
+MODELS = ModelsResource(teachers=default_teachers(os.environ.get("RETRIEVER_TEACHER_MODEL", "all-MiniLM-L6-v2")),
+                        device=os.environ.get("RETRIEVER_DEVICE", "auto"))
+# every recipe is validated against the teachers configured here, when the code location loads
+RECIPES = with_builtin_recipes(load_recipes(os.environ.get("RETRIEVER_RECIPES"), teacher_kinds=MODELS.kinds()),
+                               os.environ.get("RETRIEVER_RECIPE_NAMES"), teacher_kinds=MODELS.kinds())
+LINEAGES = lineages_of(RECIPES)
+recipe_assets = [a for lineage in LINEAGES for a in build_recipe_assets(lineage)]
+recipe_checks = [c for lineage in LINEAGES for c in build_recipe_checks(lineage)]
+leaderboard = build_leaderboard_asset(LINEAGES)
 
 ALL_ASSETS = [raw_qa_folder, qa_corpus, teacher_embeddings, candidate_lists, *recipe_assets, leaderboard]
 ALL_CHECKS = recipe_checks
@@ -45,12 +47,6 @@ defs = dg.Definitions(
             root=os.environ.get("RETRIEVER_STORAGE", ".retriever_data"),
             lancedb_uri=os.environ.get("RETRIEVER_LANCEDB_URI") or None,
         ),
-        "teachers": TeachersResource(
-            teachers=[
-                TeacherConfig(name="minilm", model=os.environ.get("RETRIEVER_TEACHER_MODEL", "all-MiniLM-L6-v2")),
-                TeacherConfig(name="bm25", kind="bm25"),
-            ],
-            device=os.environ.get("RETRIEVER_DEVICE", "auto"),
-        ),
+        "models": MODELS,
     },
 )

@@ -10,7 +10,6 @@ from retriever_assets.core.mining import MiningRecipe, RecipeError
 from retriever_assets.core.naming import UnsafeNameError, validate_name
 
 DEFAULT_RECIPES = [MiningRecipe()]
-DEFAULT_TEACHER_KINDS = {"minilm": "cosine", "bm25": "bm25"}
 
 # The paper's mining ablation (Table 3 rows and the ensembling setting) over the default teachers, selectable by
 # name without a recipe file: `cli run --recipe naive`, or RETRIEVER_RECIPE_NAMES=naive,abs-0.7 for the UI.
@@ -29,15 +28,27 @@ BUILTIN_RECIPES: dict[str, MiningRecipe] = {r.name: r for r in [
 ]}
 
 
-def with_builtin_recipes(recipes: list[MiningRecipe], names: str | list[str] | None) -> list[MiningRecipe]:
-    """`recipes` plus the built-in recipes named (a list or a comma-separated string) that are not there yet."""
+def default_teacher_kinds() -> dict[str, str]:
+    """Score kind of each default teacher (resources.models.default_teachers)."""
+    from resources.models import ModelsResource
+
+    return ModelsResource().kinds()
+
+
+def with_builtin_recipes(recipes: list[MiningRecipe], names: str | list[str] | None, *,
+                         teacher_kinds: dict[str, str] | None = None) -> list[MiningRecipe]:
+    """`recipes` plus the built-in recipes named (a list or a comma-separated string) that are not there yet,
+    each validated against the configured teachers."""
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
     have = {r.name for r in recipes}
     unknown = sorted(set(names or []) - have - set(BUILTIN_RECIPES))
     if unknown:
         raise RecipeError(f"unknown recipe(s) {unknown}: configured {sorted(have)}, built in {list(BUILTIN_RECIPES)}")
-    return recipes + [BUILTIN_RECIPES[n] for n in dict.fromkeys(names or []) if n not in have]
+    added = [BUILTIN_RECIPES[n] for n in dict.fromkeys(names or []) if n not in have]
+    for recipe in added:
+        recipe.validate(teacher_kinds or default_teacher_kinds())
+    return recipes + added
 
 
 def load_recipes(path: str | Path | None, *, teacher_kinds: dict[str, str] | None = None) -> list[MiningRecipe]:
@@ -55,7 +66,7 @@ def load_recipes(path: str | Path | None, *, teacher_kinds: dict[str, str] | Non
     entries = data.get("recipes") if isinstance(data, dict) else None
     if not isinstance(entries, list) or not entries:
         raise RecipeError(f"{path}: expected a non-empty list under 'recipes:'")
-    kinds = teacher_kinds or dict(DEFAULT_TEACHER_KINDS) | {t: "cosine" for t in data.get("dense_teachers", [])}
+    kinds = teacher_kinds or default_teacher_kinds()
     recipes, names = [], set()
     known = set(MiningRecipe.__dataclass_fields__)
     for i, entry in enumerate(entries, start=1):

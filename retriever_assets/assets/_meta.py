@@ -3,7 +3,18 @@
 
 import dagster as dg
 
+from retriever_assets.partitions import dataset_partitions
+
 OWNERS = ["team:retrieval"]
+
+
+def stage_asset(*, group_name: str, kinds: set[str], eager: bool = True, **kwargs):
+    """`dg.asset` with what every stage of the chain shares: the dataset partition, owners, code version and, for the
+    chain (not the leaderboard), eager automation so a changed corpus refreshes only its own lineage."""
+    if eager:
+        kwargs["automation_condition"] = dg.AutomationCondition.eager()
+    return dg.asset(partitions_def=dataset_partitions, group_name=group_name, kinds=kinds, owners=OWNERS,
+                    code_version="1", **kwargs)
 
 
 def table(rows: list[dict], *, columns: list[str] | None = None) -> dg.TableMetadataValue:

@@ -4,34 +4,28 @@ import os
 
 import dagster as dg
 
-from resources import StorageResource, TeachersResource
+from resources import ModelsResource, StorageResource
 from retriever_assets import steps
-from retriever_assets.assets._meta import OWNERS, table
+from retriever_assets.assets._meta import stage_asset, table
 from retriever_assets.configs import LeaderboardConfig
 from retriever_assets.core import plots
-from retriever_assets.core.mining import MiningRecipe
-from retriever_assets.partitions import dataset_partitions
+from retriever_assets.lineage import RecipeLineage
 
 
-def build_leaderboard_asset(recipes: list[MiningRecipe], score_assets: list) -> dg.AssetsDefinition:
-    names = [r.name for r in recipes]
+def build_leaderboard_asset(lineages: list[RecipeLineage]) -> dg.AssetsDefinition:
+    names = [lineage.recipe.name for lineage in lineages]
 
-    @dg.asset(
-        name="leaderboard",
-        partitions_def=dataset_partitions,
-        deps=score_assets,
-        group_name="evaluate",
-        kinds={"polars", "mteb"},
-        owners=OWNERS,
-        code_version="1",
+    @stage_asset(
+        name="leaderboard", deps=[lineage.asset_key("mteb_scores") for lineage in lineages], group_name="evaluate",
+        kinds={"polars", "mteb"}, eager=False,
         description="Every recipe's student against the base model and the teachers, with mining statistics.",
     )
     def leaderboard(
         context: dg.AssetExecutionContext, config: LeaderboardConfig, storage: StorageResource,
-        teachers: TeachersResource,
+        models: ModelsResource,
     ) -> dg.MaterializeResult:
         judge = config.judge_model or os.environ.get("RETRIEVER_JUDGE_MODEL") or None
-        report = steps.compare_recipes(storage, teachers, context.partition_key, names, judge_model=judge,
+        report = steps.compare_recipes(storage, models, context.partition_key, names, judge_model=judge,
                                        audit_max_queries=config.audit_max_queries,
                                        judge_max_seq_length=config.judge_max_seq_length, log=context.log.info)
         board = report.values["board"]

@@ -3,29 +3,20 @@
 
 import dagster as dg
 
-from resources import StorageResource, TeachersResource
+from resources import ModelsResource, StorageResource
 from retriever_assets import steps
-from retriever_assets.assets._meta import OWNERS, table
+from retriever_assets.assets._meta import stage_asset, table
 from retriever_assets.assets.ingest import qa_corpus
 from retriever_assets.configs import EmbeddingConfig
-from retriever_assets.partitions import dataset_partitions
 
 
-@dg.asset(
-    partitions_def=dataset_partitions,
-    deps=[qa_corpus],
-    group_name="embed",
-    kinds={"pytorch", "lancedb"},
-    owners=OWNERS,
-    code_version="1",
-    automation_condition=dg.AutomationCondition.eager(),
-)
+@stage_asset(deps=[qa_corpus], group_name="embed", kinds={"pytorch", "lancedb"})
 def teacher_embeddings(
-    context: dg.AssetExecutionContext, config: EmbeddingConfig, storage: StorageResource, teachers: TeachersResource
+    context: dg.AssetExecutionContext, config: EmbeddingConfig, storage: StorageResource, models: ModelsResource
 ) -> dg.MaterializeResult:
     """Every teacher's vectors of the corpus and the training queries (only new or changed items are embedded)."""
     report = steps.embed_teachers(
-        storage, teachers, context.partition_key,
+        storage, models, context.partition_key,
         batch_size=config.batch_size, chunk_size=config.chunk_size, log=context.log.info,
     )
     per_teacher = report.values["teachers"]

@@ -6,7 +6,7 @@ import polars as pl
 
 from resources import DataRootResource, StorageResource
 from retriever_assets import steps
-from retriever_assets.assets._meta import OWNERS, table
+from retriever_assets.assets._meta import OWNERS, stage_asset, table
 from retriever_assets.configs import QaCorpusConfig
 from retriever_assets.core.corpus import folder_fingerprint
 from retriever_assets.partitions import dataset_partitions
@@ -26,15 +26,7 @@ def raw_qa_folder(context: dg.AssetExecutionContext, data_root: DataRootResource
     )
 
 
-@dg.asset(
-    partitions_def=dataset_partitions,
-    deps=[raw_qa_folder],
-    group_name="ingest",
-    kinds={"polars", "parquet"},
-    owners=OWNERS,
-    code_version="1",
-    automation_condition=dg.AutomationCondition.eager(),
-)
+@stage_asset(deps=[raw_qa_folder], group_name="ingest", kinds={"polars", "parquet"})
 def qa_corpus(
     context: dg.AssetExecutionContext, config: QaCorpusConfig, data_root: DataRootResource, storage: StorageResource
 ) -> dg.MaterializeResult:

@@ -3,29 +3,20 @@
 
 import dagster as dg
 
-from resources import StorageResource, TeachersResource
+from resources import ModelsResource, StorageResource
 from retriever_assets import steps
-from retriever_assets.assets._meta import OWNERS, table
+from retriever_assets.assets._meta import stage_asset, table
 from retriever_assets.assets.embed import teacher_embeddings
 from retriever_assets.configs import CandidateConfig
-from retriever_assets.partitions import dataset_partitions
 
 
-@dg.asset(
-    partitions_def=dataset_partitions,
-    deps=[teacher_embeddings],
-    group_name="mine",
-    kinds={"pytorch", "parquet"},
-    owners=OWNERS,
-    code_version="1",
-    automation_condition=dg.AutomationCondition.eager(),
-)
+@stage_asset(deps=[teacher_embeddings], group_name="mine", kinds={"pytorch", "parquet"})
 def candidate_lists(
-    context: dg.AssetExecutionContext, config: CandidateConfig, storage: StorageResource, teachers: TeachersResource
+    context: dg.AssetExecutionContext, config: CandidateConfig, storage: StorageResource, models: ModelsResource
 ) -> dg.MaterializeResult:
     """Each training query's top-K candidates per teacher (positives removed) with scores, and its positives' scores."""
     report = steps.build_candidates(
-        storage, teachers, context.partition_key, top_k=config.top_k,
+        storage, models, context.partition_key, top_k=config.top_k,
         query_chunk=config.query_chunk, doc_chunk=config.doc_chunk, search=config.search,
         ann={"min_docs": config.ann_min_docs, "nprobes": config.ann_nprobes,
              "refine_factor": config.ann_refine_factor, "recall_sample": config.ann_recall_sample},

@@ -8,25 +8,19 @@ One factory call builds the three assets of one recipe. The default recipe's ass
 
 
 import dataclasses
-import re
 
 import dagster as dg
 import polars as pl
 
-from resources import StorageResource, TeachersResource
+from resources import ModelsResource, StorageResource
 from resources.artifacts import DatasetArtifacts
 from retriever_assets import steps
-from retriever_assets.assets._meta import OWNERS, table
+from retriever_assets.assets._meta import stage_asset, table
 from retriever_assets.assets.mine import candidate_lists
 from retriever_assets.configs import HardNegativesConfig, ScoresConfig, StudentConfig
 from retriever_assets.core import plots
 from retriever_assets.core.mining import MiningRecipe, negative_coverage
-from retriever_assets.partitions import dataset_partitions
-
-
-def recipe_key(recipe: MiningRecipe) -> str:
-    """Asset-key-safe form of a recipe name (`percpos-0.95` -> `percpos_0_95`)."""
-    return re.sub(r"[^A-Za-z0-9_]", "_", recipe.name)
+from retriever_assets.lineage import RecipeLineage
 
 
 def _apply_overrides(recipe: MiningRecipe, config: HardNegativesConfig) -> MiningRecipe:
@@ -51,33 +45,23 @@ def _score_plot(filtered: pl.DataFrame, positives: pl.DataFrame, negatives: pl.D
     return plots.score_histogram(series, title=f"teacher {teacher}: score distributions")
 
 
-def build_recipe_assets(recipe: MiningRecipe, *, default: bool) -> list:
-    """The hard_negatives, student_checkpoint and mteb_scores assets (and checks) of one recipe."""
-    prefix = [] if default else [recipe_key(recipe)]
-    key = recipe_key(recipe)
-    tags = {"recipe": key}
+def build_recipe_assets(lineage: RecipeLineage) -> list:
+    """The hard_negatives, student_checkpoint and mteb_scores assets of one recipe's lineage."""
+    recipe, prefix, tags = lineage.recipe, lineage.key_prefix, {"recipe": lineage.key}
 
-    @dg.asset(
-        name="hard_negatives",
-        key_prefix=prefix,
-        partitions_def=dataset_partitions,
-        deps=[candidate_lists],
-        group_name="mine",
+    @stage_asset(
+        name="hard_negatives", key_prefix=prefix, deps=[candidate_lists], group_name="mine", tags=tags,
         kinds={"polars", "parquet"},
-        owners=OWNERS,
-        tags=tags,
-        code_version="1",
-        automation_condition=dg.AutomationCondition.eager(),
         description=f"Positive-aware hard negatives mined with recipe '{recipe.name}' ({recipe.method}).",
     )
     def hard_negatives(
         context: dg.AssetExecutionContext,
         config: HardNegativesConfig,
         storage: StorageResource,
-        teachers: TeachersResource,
+        models: ModelsResource,
     ) -> dg.MaterializeResult:
         effective = _apply_overrides(recipe, config)
-        result, report = steps.mine_negatives(storage, teachers, context.partition_key, effective, log=context.log.info)
+        result, report = steps.mine_negatives(storage, models, context.partition_key, effective, log=context.log.info)
         s = result.stats
         coverage = negative_coverage(s)
         if coverage["level"] != "ok":
@@ -111,25 +95,17 @@ def build_recipe_assets(recipe: MiningRecipe, *, default: bool) -> list:
             }
         )
 
-    @dg.asset(
-        name="student_checkpoint",
-        key_prefix=prefix,
-        partitions_def=dataset_partitions,
-        deps=[hard_negatives],
-        group_name="train",
+    @stage_asset(
+        name="student_checkpoint", key_prefix=prefix, deps=[hard_negatives], group_name="train", tags=tags,
         kinds={"pytorch", "sentence_transformers"},
-        owners=OWNERS,
-        tags=tags,
-        code_version="1",
-        automation_condition=dg.AutomationCondition.eager(),
         description=f"Student fine-tuned with InfoNCE on recipe '{recipe.name}' negatives "
         "(loads with SentenceTransformer(path)).",
     )
     def student_checkpoint(
-        context: dg.AssetExecutionContext, config: StudentConfig, storage: StorageResource, teachers: TeachersResource
+        context: dg.AssetExecutionContext, config: StudentConfig, storage: StorageResource, models: ModelsResource
     ) -> dg.MaterializeResult:
         report = steps.train_student(
-            storage, teachers, context.partition_key, recipe.name,
+            storage, models, context.partition_key, recipe.name,
             base_model=config.base_model, settings=config.settings(recipe.student_seed), log=context.log.info,
         )
         v = report.values
@@ -154,25 +130,17 @@ def build_recipe_assets(recipe: MiningRecipe, *, default: bool) -> list:
             data_version=dg.DataVersion(v["fingerprint"]),
         )
 
-    @dg.asset(
-        name="mteb_scores",
-        key_prefix=prefix,
-        partitions_def=dataset_partitions,
-        deps=[student_checkpoint],
-        group_name="evaluate",
+    @stage_asset(
+        name="mteb_scores", key_prefix=prefix, deps=[student_checkpoint], group_name="evaluate", tags=tags,
         kinds={"mteb"},
-        owners=OWNERS,
-        tags=tags,
-        code_version="1",
-        automation_condition=dg.AutomationCondition.eager(),
         description=f"MTEB retrieval scores on the test split: base vs student of recipe '{recipe.name}' "
         "(and the dense teachers).",
     )
     def mteb_scores(
-        context: dg.AssetExecutionContext, config: ScoresConfig, storage: StorageResource, teachers: TeachersResource
+        context: dg.AssetExecutionContext, config: ScoresConfig, storage: StorageResource, models: ModelsResource
     ) -> dg.MaterializeResult:
         report = steps.score_models(
-            storage, teachers, context.partition_key, recipe.name,
+            storage, models, context.partition_key, recipe.name,
             batch_size=config.batch_size, evaluate_teachers=config.evaluate_teachers,
             max_seq_length=config.max_seq_length, log=context.log.info,
         )

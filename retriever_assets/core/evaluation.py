@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import polars as pl
@@ -70,8 +69,7 @@ def evaluate_retrieval(
     Every model gets its own name/revision and results are always recomputed, so a checkpoint never
     reuses another's cached result.
     """
-    os.environ.setdefault("MTEB_CACHE", str(output_dir / "cache"))
-    import mteb
+    import mteb  # importing it creates MTEB_CACHE: the CLI and tests point that at a project folder
     from datasets import Dataset
 
     split_qrels = qrels.filter(pl.col("split") == split)

@@ -7,16 +7,20 @@ import time
 import polars as pl
 
 from resources.artifacts import DatasetArtifacts
+from resources.models import ModelsResource
 from resources.storage import StorageResource, write_json, write_parquet
-from resources.teachers import TeachersResource
 from retriever_assets.core.corpus import positives_of
 from retriever_assets.steps.common import Log, StepReport, training_queries
 from retriever_assets.steps.teachers import CandidateRequest, configured_teachers
 
+# ANN search of dense teachers: used from `min_docs` documents (search="auto"), `nprobes` IVF partitions per query,
+# `refine_factor` x k index candidates re-ranked by exact cosines, recall checked on `recall_sample` queries
+ANN_DEFAULTS = {"min_docs": 1_000_000, "nprobes": 20, "refine_factor": 5, "recall_sample": 200}
+
 
 def build_candidates(
     storage: StorageResource,
-    teachers: TeachersResource,
+    models: ModelsResource,
     dataset: str,
     *,
     top_k: int,
@@ -28,7 +32,7 @@ def build_candidates(
 ) -> StepReport:
     if search not in ("exact", "ann", "auto"):
         raise ValueError(f"candidate search must be exact, ann or auto, not {search!r}")
-    ann = {"min_docs": 1_000_000, "nprobes": 20, "refine_factor": 5, "recall_sample": 200} | (ann or {})
+    ann = ANN_DEFAULTS | (ann or {})
     start = time.perf_counter()
     artifacts = DatasetArtifacts(storage, dataset)
     corpus, queries, qrels, manifest = artifacts.read_corpus()
@@ -37,9 +41,9 @@ def build_candidates(
     query_ids, doc_ids = train_q["query_id"].to_list(), corpus["doc_id"].to_list()
     request = CandidateRequest(query_ids=query_ids, query_texts=train_q["text"].to_list(), doc_ids=doc_ids,
                                positives=positives, top_k=top_k, query_chunk=query_chunk, doc_chunk=doc_chunk,
-                               search=search, ann=ann, device=teachers.resolved_device())
+                               search=search, ann=ann, device=models.resolved_device())
     all_c, all_p, per_teacher, versions_read = [], [], [], {}
-    for teacher in configured_teachers(teachers):
+    for teacher in configured_teachers(models):
         spec, t0 = teacher.spec, time.perf_counter()
         c, p, report = teacher.candidates(artifacts, request, log)
         if "lancedb_table_version" in report:
@@ -62,7 +66,7 @@ def build_candidates(
     candidates, positive_scores = pl.concat(all_c), pl.concat(all_p)
     write_parquet(candidates, out / "candidates.parquet")
     write_parquet(positive_scores, out / "positives.parquet")
-    write_json(out / "manifest.json", {"top_k": top_k, "teachers": list(teachers.specs()), "queries": len(query_ids),
+    write_json(out / "manifest.json", {"top_k": top_k, "teachers": list(models.specs()), "queries": len(query_ids),
                                        "lancedb_table_versions_read": versions_read})
     return StepReport(time.perf_counter() - start, {"top_k": top_k, "queries": len(query_ids),
                                                     "rows": candidates.height, "teachers": per_teacher,

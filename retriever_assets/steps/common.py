@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from resources.teachers import TeachersResource
+from resources.models import ModelsResource
 from retriever_assets.core.corpus import document_text, positives_of
 from retriever_assets.core.encoding import EncoderSpec
 
@@ -32,8 +32,8 @@ def training_queries(queries: pl.DataFrame, qrels: pl.DataFrame, split: str) -> 
     return queries.join(ids, on="query_id", how="semi").sort("query_id")
 
 
-def teachers_path(teachers: TeachersResource, spec: EncoderSpec) -> str:
+def teachers_path(models: ModelsResource, spec: EncoderSpec) -> str:
     """The folder (or hub id) a spec's model resolves to, without loading it."""
     from retriever_assets.core.encoding import resolve_model_path
 
-    return resolve_model_path(spec.model, cache_dir=Path(teachers.model_cache_dir))
+    return resolve_model_path(spec.model, cache_dir=Path(models.model_cache_dir))

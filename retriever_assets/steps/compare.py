@@ -10,8 +10,8 @@ import numpy as np
 import polars as pl
 
 from resources.artifacts import DatasetArtifacts
+from resources.models import ModelsResource
 from resources.storage import StorageResource, write_json
-from resources.teachers import TeachersResource
 from retriever_assets.core.corpus import positives_of
 from retriever_assets.core.encoding import EncoderSpec
 from retriever_assets.core.training import select_training_queries
@@ -20,7 +20,7 @@ from retriever_assets.steps.common import Log, StepReport, doc_texts, teachers_p
 
 def compare_recipes(
     storage: StorageResource,
-    teachers: TeachersResource,
+    models: ModelsResource,
     dataset: str,
     recipe_names: list[str],
     *,
@@ -64,7 +64,7 @@ def compare_recipes(
         positives = positives_of(qrels, manifest["train_split"])
         audited = select_training_queries(positives["query_id"].to_list(), audit_max_queries)
         positives = positives.filter(pl.col("query_id").is_in(audited))
-        setup = {"judge": teachers_path(teachers, judge_spec), "judge_max_seq_length": judge_max_seq_length,
+        setup = {"judge": teachers_path(models, judge_spec), "judge_max_seq_length": judge_max_seq_length,
                  "queries_audited": len(audited)}
     audits: dict[str, dict] = {}
     for name in scores:
@@ -76,7 +76,7 @@ def compare_recipes(
                 f"({same['false_negative_share']:.1%} suspected false negatives)")
     fresh = [name for name in scores if name not in audits] if setup else []
     if fresh:  # the judge is loaded only when some recipe has negatives it has not judged yet
-        model, _ = teachers.load(judge_spec)
+        model, _ = models.load(judge_spec)
         q_text = dict(queries.select("query_id", "text").iter_rows())
         d_text = doc_texts(corpus)
         cache: dict[tuple[str, str], np.ndarray] = {}

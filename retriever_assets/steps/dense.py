@@ -8,8 +8,8 @@ import numpy as np
 import polars as pl
 
 from resources.artifacts import DatasetArtifacts
+from resources.models import ModelsResource
 from resources.storage import StorageResource
-from resources.teachers import TeachersResource
 from retriever_assets.core import candidates as cand
 from retriever_assets.core.encoding import (
     EmbeddingPlan,
@@ -30,7 +30,7 @@ class DenseTeacher:
 
     scored_on_test = True  # its own nDCG@10 is on the leaderboard
 
-    def __init__(self, spec: EncoderSpec, models: TeachersResource):
+    def __init__(self, spec: EncoderSpec, models: ModelsResource):
         self.spec, self.models = spec, models
 
     def refresh(self, artifacts: DatasetArtifacts, corpus: pl.DataFrame, items: pl.DataFrame, *, batch_size: int,
@@ -61,7 +61,7 @@ class DenseTeacher:
 
 def embed_dense_teacher(
     storage: StorageResource,
-    teachers: TeachersResource,
+    models: ModelsResource,
     dataset: str,
     spec: EncoderSpec,
     items: pl.DataFrame,
@@ -75,7 +75,7 @@ def embed_dense_teacher(
     store = storage.embedding_store(dataset, spec.name)
     phases: dict[str, float] = {}
     t0 = time.perf_counter()
-    model, path = teachers.load(spec)
+    model, path = models.load(spec)
     phases["load_model"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     fingerprint = model_fingerprint(path, spec.revision)

@@ -8,8 +8,8 @@ import time
 import polars as pl
 
 from resources.artifacts import DatasetArtifacts
+from resources.models import ModelsResource
 from resources.storage import StorageResource
-from resources.teachers import TeachersResource
 from retriever_assets.core.corpus import document_text
 from retriever_assets.steps.common import Log, StepReport, training_queries
 from retriever_assets.steps.teachers import configured_teachers
@@ -31,7 +31,7 @@ def _wanted_items(corpus: pl.DataFrame, queries: pl.DataFrame) -> pl.DataFrame:
 
 
 def embed_teachers(
-    storage: StorageResource, teachers: TeachersResource, dataset: str, *, batch_size: int, chunk_size: int, log: Log
+    storage: StorageResource, models: ModelsResource, dataset: str, *, batch_size: int, chunk_size: int, log: Log
 ) -> StepReport:
     start = time.perf_counter()
     corpus, queries, qrels, manifest = DatasetArtifacts(storage, dataset).read_corpus()
@@ -39,10 +39,10 @@ def embed_teachers(
     items = _wanted_items(corpus, train_q)
     artifacts = DatasetArtifacts(storage, dataset)
     per_teacher = [teacher.refresh(artifacts, corpus, items, batch_size=batch_size, chunk_size=chunk_size, log=log)
-                   for teacher in configured_teachers(teachers)]
+                   for teacher in configured_teachers(models)]
     return StepReport(
         time.perf_counter() - start,
-        {"device": teachers.resolved_device(), "documents": corpus.height, "queries": train_q.height,
+        {"device": models.resolved_device(), "documents": corpus.height, "queries": train_q.height,
          "teachers": per_teacher},
     )
 

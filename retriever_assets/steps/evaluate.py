@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 
 import polars as pl
 
 from resources.artifacts import DatasetArtifacts
+from resources.models import ModelsResource
 from resources.storage import StorageResource, write_json
-from resources.teachers import TeachersResource
 from retriever_assets.core.encoding import EncoderSpec, model_fingerprint
 from retriever_assets.core.versions import (
     documents_version,
@@ -26,7 +27,7 @@ from retriever_assets.steps.teachers import configured_teachers
 
 def score_models(
     storage: StorageResource,
-    teachers: TeachersResource,
+    models: ModelsResource,
     dataset: str,
     recipe_name: str,
     *,
@@ -35,6 +36,7 @@ def score_models(
     max_seq_length: int | None = None,
     log: Log,
 ) -> StepReport:
+    os.environ.setdefault("MTEB_CACHE", str(storage.root_path() / ".mteb_cache"))  # before mteb is imported
     from retriever_assets.core.evaluation import evaluate_retrieval
 
     start = time.perf_counter()
@@ -43,29 +45,29 @@ def score_models(
     student = artifacts.read_student_manifest(recipe_name)
     split = manifest["test_split"]
     seq = max_seq_length or student["settings"]["max_seq_length"]
-    models: dict[str, tuple[EncoderSpec, str]] = {
+    to_score: dict[str, tuple[EncoderSpec, str]] = {
         "base student": (EncoderSpec(name="base", model=student["base_model"], max_seq_length=seq),
                          student["base_fingerprint"]),
         f"student ({recipe_name})": (EncoderSpec(name="student", model=student["model_dir"], max_seq_length=seq),
                                      student["fingerprint"]),
     }
     if evaluate_teachers:
-        for teacher in configured_teachers(teachers):
+        for teacher in configured_teachers(models):
             if teacher.scored_on_test:
                 spec = teacher.spec
-                models[f"teacher {spec.name}"] = (dataclasses.replace(spec, max_seq_length=seq)
+                to_score[f"teacher {spec.name}"] = (dataclasses.replace(spec, max_seq_length=seq)
                                                   if max_seq_length else spec, "")
     out = artifacts.scores_dir(recipe_name)
     split_qrels = qrels.filter(pl.col("split") == split)
     split_key = test_split_key(corpus, queries, split_qrels)
-    env = scoring_environment(teachers.resolved_device())
+    env = scoring_environment(models.resolved_device())
     inputs_key = hash_rows([
         (documents_version(corpus), env),
         (queries_version(queries),),
         (hash_rows(split_qrels.sort("query_id", "doc_id").iter_rows()),),
-        *sorted((label, fp or model_fingerprint(teachers_path(teachers, spec), spec.revision), spec.query_prompt,
+        *sorted((label, fp or model_fingerprint(teachers_path(models, spec), spec.revision), spec.query_prompt,
                  spec.document_prompt, spec.max_seq_length, *([spec.backend] if spec.backend != "torch" else []))
-                for label, (spec, fp) in models.items()),
+                for label, (spec, fp) in to_score.items()),
     ])
     previous = artifacts.scores_file(recipe_name)
     if previous.exists():
@@ -74,8 +76,8 @@ def score_models(
             log(f"models and test split unchanged ({inputs_key}): reusing {previous}")
             return StepReport(time.perf_counter() - start, last | {"reused": True})
     results, seen = {}, {}
-    for label, (spec, fingerprint) in models.items():
-        fingerprint = fingerprint or model_fingerprint(teachers_path(teachers, spec), spec.revision)
+    for label, (spec, fingerprint) in to_score.items():
+        fingerprint = fingerprint or model_fingerprint(teachers_path(models, spec), spec.revision)
         # the same weights encoded the same way (e.g. teacher == base student): evaluate once
         key = model_score_key(fingerprint, spec, split_key, env)
         if key in seen:
@@ -88,7 +90,7 @@ def score_models(
             results[label] = json.loads(by_model.read_text()) | {"reused": True}
             log(f"{label}: nDCG@10 {results[label]['ndcg_at_10']:.4f} (reused, same weights and test split)")
             continue
-        model, _ = teachers.load(spec)
+        model, _ = models.load(spec)
         t0 = time.perf_counter()
         metrics = evaluate_retrieval(
             model, corpus=corpus, queries=queries, qrels=qrels, split=split, dataset=dataset,

@@ -6,8 +6,8 @@ import shutil
 import time
 
 from resources.artifacts import DatasetArtifacts
+from resources.models import ModelsResource
 from resources.storage import StorageResource, write_json, write_parquet
-from resources.teachers import TeachersResource
 from retriever_assets.core.corpus import positives_of
 from retriever_assets.core.export import ntuple_rows, to_ntuple_dataset, to_triplet_dataset, write_flag_jsonl
 from retriever_assets.core.mining import MiningRecipe, MiningResult, mine_hard_negatives
@@ -16,9 +16,9 @@ from retriever_assets.steps.common import Log, StepReport, doc_texts, training_q
 
 
 def mine_negatives(
-    storage: StorageResource, teachers: TeachersResource, dataset: str, recipe: MiningRecipe, *, log: Log
+    storage: StorageResource, models: ModelsResource, dataset: str, recipe: MiningRecipe, *, log: Log
 ) -> tuple[MiningResult, StepReport]:
-    recipe.validate(teachers.kinds())  # before any work
+    recipe.validate(models.kinds())  # before any work
     start = time.perf_counter()
     artifacts = DatasetArtifacts(storage, dataset)
     corpus, queries, qrels, manifest = artifacts.read_corpus()
@@ -39,6 +39,9 @@ def mine_negatives(
     rows = ntuple_rows(result.negatives, positives, q_text, d_text, recipe.num_negatives)
     ntuple_dir = out / "ntuple"
     shutil.rmtree(ntuple_dir, ignore_errors=True)
+    import datasets
+
+    datasets.disable_progress_bars()  # "Saving the dataset" bars are noise on a user's console and in the run log
     to_ntuple_dataset(rows, recipe.num_negatives).save_to_disk(str(ntuple_dir))
     # triplets keep every negative, including those of queries short of n
     all_rows = build_training_examples(result.negatives, positives, q_text, d_text)

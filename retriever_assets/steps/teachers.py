@@ -12,7 +12,7 @@ from typing import Protocol
 import polars as pl
 
 from resources.artifacts import DatasetArtifacts
-from resources.teachers import TeachersResource
+from resources.models import ModelsResource
 from retriever_assets.core.encoding import EncoderSpec
 from retriever_assets.steps.common import Log
 
@@ -53,7 +53,7 @@ def teacher_kinds() -> dict[str, type]:
     return {"dense": DenseTeacher, "bm25": Bm25Teacher}
 
 
-def configured_teachers(models: TeachersResource) -> list[Teacher]:
+def configured_teachers(models: ModelsResource) -> list[Teacher]:
     """One Teacher per configured spec, in configuration order."""
     kinds = teacher_kinds()
     return [kinds[spec.kind](spec, models) for spec in models.specs().values()]

@@ -8,8 +8,8 @@ import time
 import polars as pl
 
 from resources.artifacts import DatasetArtifacts
+from resources.models import ModelsResource
 from resources.storage import StorageResource, write_json
-from resources.teachers import TeachersResource
 from retriever_assets.core.corpus import positives_of
 from retriever_assets.core.encoding import EncoderSpec, model_fingerprint
 from retriever_assets.core.training import (
@@ -24,7 +24,7 @@ from retriever_assets.steps.common import Log, StepReport, doc_texts
 
 def train_student(
     storage: StorageResource,
-    teachers: TeachersResource,
+    models: ModelsResource,
     dataset: str,
     recipe_name: str,
     *,
@@ -46,7 +46,7 @@ def train_student(
     d_text = doc_texts(corpus)
     groups = build_training_examples(negatives, positives, q_text, d_text)
     spec = EncoderSpec(name="student", model=base_model, max_seq_length=settings.max_seq_length)
-    model, base_path = teachers.load(spec)
+    model, base_path = models.load(spec)
     base_fp = model_fingerprint(base_path)
     out = artifacts.student_dir(recipe_name)
     data_fp = training_fingerprint(groups, settings, base_fp)

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from resources import StorageResource, TeacherConfig, TeachersResource
+from resources import ModelsResource, StorageResource, TeacherConfig
 from retriever_assets import steps
 
 DATASET = "demo-qa"
 
 CHILD = textwrap.dedent("""
     import sys, time
-    from resources import StorageResource, TeacherConfig, TeachersResource
+    from resources import StorageResource, TeacherConfig, ModelsResource
     from resources.storage import EmbeddingStore
     from retriever_assets import steps
 
@@ -28,7 +28,7 @@ CHILD = textwrap.dedent("""
         time.sleep(0.7)
     EmbeddingStore.write = slow_write
     storage = StorageResource(root=sys.argv[1])
-    teachers = TeachersResource(teachers=[TeacherConfig(name="tiny", model=sys.argv[2], max_seq_length=64)],
+    teachers = ModelsResource(teachers=[TeacherConfig(name="tiny", model=sys.argv[2], max_seq_length=64)],
                                 device="cpu")
     steps.embed_teachers(storage, teachers, sys.argv[3], batch_size=16, chunk_size=40, log=print)
 """)
@@ -46,7 +46,7 @@ def _table(storage: StorageResource):
 
 
 def test_killed_embedding_run_resumes_and_matches_an_uninterrupted_run(demo_root, tiny_encoder, tmp_path):
-    teachers = TeachersResource(teachers=[TeacherConfig(name="tiny", model=str(tiny_encoder), max_seq_length=64)],
+    teachers = ModelsResource(teachers=[TeacherConfig(name="tiny", model=str(tiny_encoder), max_seq_length=64)],
                                 device="cpu")
     # reference: one uninterrupted run
     ref = StorageResource(root=str(tmp_path / "ref"))

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from sentence_transformers import SentenceTransformer
 
-from resources import DataRootResource, StorageResource, TeacherConfig, TeachersResource
+from resources import DataRootResource, ModelsResource, StorageResource, TeacherConfig
 from retriever_assets.definitions import ALL_ASSETS, ALL_CHECKS
 from retriever_assets.partitions import dataset_partitions
 
@@ -24,7 +24,7 @@ def resources_for(data_root: Path, storage: Path, tiny: Path) -> dict:
     return {
         "data_root": DataRootResource(path=str(data_root)),
         "storage": StorageResource(root=str(storage)),
-        "teachers": TeachersResource(
+        "models": ModelsResource(
             teachers=[TeacherConfig(name="tiny", model=str(tiny), max_seq_length=64),
                       TeacherConfig(name="bm25", kind="bm25")],
             device="cpu",
@@ -141,13 +141,14 @@ def test_a_seed_recipe_gets_its_own_lineage_seed_and_training_subset(pipeline, t
     from retriever_assets.assets.compare import build_leaderboard_asset
     from retriever_assets.assets.recipes import build_recipe_assets
     from retriever_assets.definitions import RECIPES
+    from retriever_assets.lineage import lineages_of
 
     _, instance, resources, storage = pipeline
     default = dataclasses.replace(RECIPES[0], teachers=("tiny", "bm25"), ensemble="intra")
     seeded = dataclasses.replace(default, name="percpos-seed3", student_seed=3)
-    lineage = build_recipe_assets(seeded, default=False)
-    default_scores = next(a for a in ALL_ASSETS if a.key == dg.AssetKey("mteb_scores"))
-    board = build_leaderboard_asset([RECIPES[0], seeded], [default_scores, lineage[2]])
+    lineages = lineages_of([RECIPES[0], seeded])
+    lineage = build_recipe_assets(lineages[1])
+    board = build_leaderboard_asset(lineages)
     assets = [a for a in ALL_ASSETS if a.key != dg.AssetKey("leaderboard")] + lineage + [board]
     config = run_config(tiny_encoder)["ops"]
     student = config["student_checkpoint"]["config"] | {"max_train_queries": 20}
@@ -218,7 +219,7 @@ def test_audits_are_kept_while_negatives_are_unchanged(pipeline, tiny_encoder):
 
     _, _, resources, storage = pipeline
     folder = storage / DATASET / "leaderboard"
-    storage_res, teachers = resources["storage"], resources["teachers"]
+    storage_res, teachers = resources["storage"], resources["models"]
     messages: list[str] = []
     # the same judge and settings again: the audit is reused, not recomputed
     first = steps.compare_recipes(storage_res, teachers, DATASET, ["percpos-0.95"], judge_model=str(tiny_encoder),

@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 from sentence_transformers import SentenceTransformer
 
-from resources import StorageResource, TeacherConfig, TeachersResource
+from resources import ModelsResource, StorageResource, TeacherConfig
 from retriever_assets import steps
 from retriever_assets.core.mining import MiningRecipe
 from retriever_assets.core.training import TrainingSettings
@@ -24,7 +24,7 @@ SETTINGS = dict(batch_size=4, max_seq_length=32, save_steps=2, seed=3)
 CHILD = textwrap.dedent("""
     import sys, time
     import transformers
-    from resources import StorageResource, TeacherConfig, TeachersResource
+    from resources import StorageResource, TeacherConfig, ModelsResource
     from retriever_assets import steps
     from retriever_assets.core.training import TrainingSettings
 
@@ -34,7 +34,7 @@ CHILD = textwrap.dedent("""
         return step(self, *args, **kwargs)
     transformers.Trainer.training_step = slow_step
     storage = StorageResource(root=sys.argv[1])
-    teachers = TeachersResource(teachers=[TeacherConfig(name="tiny", model=sys.argv[2], max_seq_length=32)],
+    teachers = ModelsResource(teachers=[TeacherConfig(name="tiny", model=sys.argv[2], max_seq_length=32)],
                                 device="cpu")
     steps.train_student(storage, teachers, sys.argv[3], "r", base_model=sys.argv[2],
                         settings=TrainingSettings(batch_size=4, max_seq_length=32, save_steps=2, seed=3),
@@ -42,9 +42,9 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def _prepare(root: Path, data_root: Path, tiny: Path) -> tuple[StorageResource, TeachersResource]:
+def _prepare(root: Path, data_root: Path, tiny: Path) -> tuple[StorageResource, ModelsResource]:
     storage = StorageResource(root=str(root))
-    teachers = TeachersResource(teachers=[TeacherConfig(name="tiny", model=str(tiny), max_seq_length=32)],
+    teachers = ModelsResource(teachers=[TeacherConfig(name="tiny", model=str(tiny), max_seq_length=32)],
                                 device="cpu")
     steps.ingest_corpus(storage, DATASET, data_root / DATASET, mode="strict", train_split="train", test_split="test")
     steps.embed_teachers(storage, teachers, DATASET, batch_size=32, chunk_size=500, log=lambda m: None)

@@ -1,6 +1,8 @@
-"""Teachers (encoders) by name: dense SentenceTransformer models and BM25, and the device they run on."""
+"""Every model the pipeline loads: the configured teachers (dense SentenceTransformers and BM25) by name, and the
+student, base and judge encoders, all on one device and from one model cache."""
 
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -40,12 +42,14 @@ class TeacherConfig(dg.Config):
         )
 
 
-def default_teachers() -> list[TeacherConfig]:
-    return [TeacherConfig(name="minilm"), TeacherConfig(name="bm25", kind="bm25")]
+def default_teachers(dense_model: str = "all-MiniLM-L6-v2") -> list[TeacherConfig]:
+    """The one default teacher list: `minilm` (dense; RETRIEVER_TEACHER_MODEL picks another model) and `bm25`."""
+    return [TeacherConfig(name="minilm", model=dense_model), TeacherConfig(name="bm25", kind="bm25")]
 
 
-class TeachersResource(dg.ConfigurableResource):
-    """The configured teachers (default: all-MiniLM-L6-v2 dense + BM25) and the device (auto = CUDA when present)."""
+class ModelsResource(dg.ConfigurableResource):
+    """Loads every model (teachers, student, base, judge) on one device (auto = CUDA when present); `teachers` are
+    the ones that mine candidates (default: all-MiniLM-L6-v2 dense + BM25, `default_teachers`)."""
 
     teachers: list[TeacherConfig] = Field(default_factory=default_teachers)
     device: str = "auto"
@@ -61,7 +65,7 @@ class TeachersResource(dg.ConfigurableResource):
         return {name: s.score_kind for name, s in self.specs().items()}
 
     def resolved_device(self) -> str:
-        return default_device(self.device)
+        return default_device(self.device, allow_cuda=os.environ.get("RETRIEVER_FORCE_CPU") != "1")
 
     def load(self, spec: EncoderSpec):
         """(SentenceTransformer, resolved path) for a dense spec, on the resolved device."""
