@@ -130,20 +130,16 @@ def build_recipe_assets(lineage: RecipeLineage) -> list:
             data_version=dg.DataVersion(v["fingerprint"]),
         )
 
-    @stage_asset(
-        name="mteb_scores", key_prefix=prefix, deps=[student_checkpoint], group_name="evaluate", tags=tags,
-        kinds={"mteb"},
-        description=f"MTEB retrieval scores on the test split: base vs student of recipe '{recipe.name}' "
-        "(and the dense teachers).",
-    )
-    def mteb_scores(
-        context: dg.AssetExecutionContext, config: ScoresConfig, storage: StorageResource, models: ModelsResource
-    ) -> dg.MaterializeResult:
-        report = steps.score_models(
-            storage, models, context.partition_key, recipe.name,
-            batch_size=config.batch_size, evaluate_teachers=config.evaluate_teachers,
-            max_seq_length=config.max_seq_length, log=context.log.info,
-        )
+    scores_description = (f"MTEB retrieval scores on the test split: base vs student of recipe '{recipe.name}' "
+                          "(and the dense teachers).")
+
+    @stage_asset(name="mteb_scores", key_prefix=prefix, deps=[student_checkpoint], group_name="evaluate", tags=tags,
+                 kinds={"mteb"}, description=scores_description)
+    def mteb_scores(context: dg.AssetExecutionContext, config: ScoresConfig, storage: StorageResource,
+                    models: ModelsResource) -> dg.MaterializeResult:
+        report = steps.score_models(storage, models, context.partition_key, recipe.name, batch_size=config.batch_size,
+                                    evaluate_teachers=config.evaluate_teachers,
+                                    max_seq_length=config.max_seq_length, log=context.log.info)
         results = report.values["results"]
         base = results["base student"]
         rows = []

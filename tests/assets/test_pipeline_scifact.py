@@ -2,7 +2,7 @@
 
 import dagster as dg
 import pytest
-from test_pipeline import all_assets, materializations, resources_for, run_config
+from chain import all_assets, materializations, resources_for, run_config
 
 from retriever_assets.partitions import dataset_partitions
 
