@@ -28,6 +28,10 @@ def candidate_lists(
             "top_k": config.top_k,
             "training_queries": report.values["queries"],
             "teachers": table(report.values["teachers"]),
+            # is each teacher good enough for positive-aware mining? (positive ranks, train nDCG@10, empty shares)
+            "teacher_diagnostics": table(report.values["diagnostics"]),
+            "teacher_verdicts": dg.MetadataValue.md("\n".join(
+                f"- **{d['teacher']}**: {d['verdict']}" for d in report.values["diagnostics"])),
             "lancedb_table_versions_read": dg.MetadataValue.json(report.values["lancedb_table_versions_read"]),
             "disk_mib": storage.disk_mib(context.partition_key, "candidates"),
             "seconds": round(report.seconds, 2),

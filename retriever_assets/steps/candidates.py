@@ -10,6 +10,7 @@ from resources.artifacts import DatasetArtifacts
 from resources.models import ModelsResource
 from resources.storage import StorageResource, write_json, write_parquet
 from retriever_assets.core.corpus import positives_of
+from retriever_assets.core.diagnostics import teacher_diagnostics
 from retriever_assets.steps.common import Log, StepReport, training_queries
 from retriever_assets.steps.teachers import CandidateRequest, configured_teachers
 
@@ -68,7 +69,13 @@ def build_candidates(
     write_parquet(positive_scores, out / "positives.parquet")
     write_json(out / "manifest.json", {"top_k": top_k, "teachers": list(models.specs()), "queries": len(query_ids),
                                        "lancedb_table_versions_read": versions_read})
+    diagnostics = teacher_diagnostics(candidates, positive_scores, query_ids, models.kinds())
+    write_json(out / "teacher_diagnostics.json", diagnostics)
+    for row in diagnostics:
+        if row["verdict"] != "ok":
+            log(f"teacher {row['teacher']} is {row['verdict']}")
     return StepReport(time.perf_counter() - start, {"top_k": top_k, "queries": len(query_ids),
                                                     "rows": candidates.height, "teachers": per_teacher,
+                                                    "diagnostics": diagnostics,
                                                     "lancedb_table_versions_read": versions_read})
 

@@ -31,6 +31,10 @@ def test_whole_chain_materializes(pipeline):
     student_meta = materializations(result, "student_checkpoint")[0].metadata
     assert student_meta["peak_rss_mib"].value > 50 and student_meta["disk_mib"].value > 0
     assert not (storage / DATASET / "student" / "percpos-0.95" / "trainer").exists()  # checkpoints pruned
+    diag = {r.data["teacher"]: r.data for r in
+            materializations(result, "candidate_lists")[0].metadata["teacher_diagnostics"].value.records}
+    assert set(diag) == {"tiny", "bm25"} and 0 <= diag["tiny"]["train_ndcg_at_10"] <= 1
+    assert diag["tiny"]["verdict"].startswith("weak")  # a random encoder is no teacher, and the metadata says so
     disk = materializations(result, "teacher_embeddings")[0].metadata["disk_mib"].value
     assert disk["tiny"] > 0 and disk["bm25"] > 0
     model_dir = Path(materializations(result, "student_checkpoint")[0].metadata["checkpoint"].value)
