@@ -139,7 +139,9 @@ def embedding_cache_key(spec: EncoderSpec, fingerprint: str, role: Role) -> str:
 def load_sentence_transformer(spec: EncoderSpec, *, device: str = "cpu", cache_dir: Path | None = None):
     """Load a SentenceTransformer offline-first, safetensors only, remote code only if the spec allows it."""
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar per model load is noise in the run log
     if spec.backend != "torch" and not device.startswith("cpu"):
         raise ValueError(f"encoder {spec.name!r}: backend {spec.backend!r} runs on the CPU only; "
                          f"use backend 'torch' on {device}")
