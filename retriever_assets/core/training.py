@@ -190,6 +190,7 @@ def fine_tune_student(
     from transformers import PrinterCallback, TrainerCallback
 
     model.max_seq_length = settings.max_seq_length
+    model.model_card_data.generate_widget_examples = False  # a "Computing widget examples" bar; no hub card here
     trainer_dir = output_dir / "trainer"
     fingerprint = training_fingerprint(groups, settings, base_identity)
     marker = trainer_dir / "fingerprint.txt"
