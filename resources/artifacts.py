@@ -92,6 +92,7 @@ class DatasetArtifacts:
     def read_scores(self, recipe: str) -> dict:
         return json.loads(self.scores_file(recipe).read_text())
 
-    def disk_mib(self, *parts: str) -> float:
-        """MiB of the files under one artifact folder (e.g. "student", recipe)."""
-        return self.storage.disk_mib(self.dataset, *parts)
+    @staticmethod
+    def size_mib(folder: Path) -> float:
+        """MiB of the files under one artifact folder (e.g. `artifacts.student_dir(recipe)`)."""
+        return round(sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 2**20, 2)

@@ -185,11 +185,6 @@ class StorageResource(dg.ConfigurableResource):
         return lancedb.connect(uri, storage_options=self.storage_options or None,
                                read_consistency_interval=timedelta(0))
 
-    def disk_mib(self, dataset: str, *parts: str) -> float:
-        """MiB of the files under one dataset's artifact folder (e.g. ("student", recipe))."""
-        folder = self.dataset_dir(dataset, *parts)
-        return round(sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20, 2)
-
     def table_disk_mib(self, dataset: str, teacher: str) -> float | None:
         """MiB of a local LanceDB embeddings table with all its versions (None on object storage)."""
         uri = self.lancedb_uri or str(self.root_path() / "lancedb")

@@ -1,10 +1,7 @@
 """Asset checks on mined negatives: no positive is a negative, every negative satisfies its rule, coverage."""
 
 
-import json
-
 import dagster as dg
-import polars as pl
 
 from resources import StorageResource
 from resources.artifacts import DatasetArtifacts
@@ -15,9 +12,9 @@ from retriever_assets.lineage import RecipeLineage
 
 
 def _load(storage: StorageResource, dataset: str, recipe_name: str):
-    folder = storage.dataset_dir(dataset, "negatives", recipe_name)
-    stats = json.loads((folder / "stats.json").read_text())
-    return pl.read_parquet(folder / "negatives.parquet"), stats, MiningRecipe.from_dict(stats["recipe"])
+    artifacts = DatasetArtifacts(storage, dataset)
+    stats = artifacts.read_mining_stats(recipe_name)
+    return artifacts.read_negatives(recipe_name), stats, MiningRecipe.from_dict(stats["recipe"])
 
 
 def build_recipe_checks(lineage: RecipeLineage) -> list:

@@ -5,6 +5,7 @@ import os
 import dagster as dg
 
 from resources import ModelsResource, StorageResource
+from resources.artifacts import DatasetArtifacts
 from retriever_assets import steps
 from retriever_assets.assets._meta import stage_asset, table
 from retriever_assets.configs import LeaderboardConfig
@@ -45,7 +46,7 @@ def build_leaderboard_asset(lineages: list[RecipeLineage]) -> dg.AssetsDefinitio
                      for name, audit in report.values["audits"].items()}
                     or {"judge": "none configured (set judge_model or RETRIEVER_JUDGE_MODEL)"}),
                 "exports": dg.MetadataValue.path(report.values["folder"]),
-                "disk_mib": storage.disk_mib(context.partition_key, "leaderboard"),
+                "disk_mib": DatasetArtifacts.size_mib(report.values["folder"]),
                 "seconds": round(report.seconds, 2),
             }
         )

@@ -4,6 +4,7 @@
 import dagster as dg
 
 from resources import ModelsResource, StorageResource
+from resources.artifacts import DatasetArtifacts
 from retriever_assets import steps
 from retriever_assets.assets._meta import stage_asset, table
 from retriever_assets.assets.ingest import qa_corpus
@@ -34,10 +35,10 @@ def teacher_embeddings(
             ]),
             "lancedb_table_versions": dg.MetadataValue.json(versions),
             # on-disk size of every teacher's table (all LanceDB versions) or BM25 index, in MiB
-            "disk_mib": dg.MetadataValue.json({t["teacher"]: storage.table_disk_mib(context.partition_key, t["teacher"])
-                                               if t["kind"] == "dense" else
-                                               storage.disk_mib(context.partition_key, "bm25", t["teacher"])
-                                               for t in per_teacher}),
+            "disk_mib": dg.MetadataValue.json({
+                t["teacher"]: storage.table_disk_mib(context.partition_key, t["teacher"]) if t["kind"] == "dense"
+                else DatasetArtifacts.size_mib(DatasetArtifacts(storage, context.partition_key).bm25_dir(t["teacher"]))
+                for t in per_teacher}),
             "seconds": round(report.seconds, 2),
         },
         data_version=dg.DataVersion(

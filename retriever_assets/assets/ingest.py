@@ -5,6 +5,7 @@ import dagster as dg
 import polars as pl
 
 from resources import DataRootResource, StorageResource
+from resources.artifacts import DatasetArtifacts
 from retriever_assets import steps
 from retriever_assets.assets._meta import OWNERS, stage_asset, table
 from retriever_assets.configs import QaCorpusConfig
@@ -61,7 +62,7 @@ def qa_corpus(
             "first_issues": dg.MetadataValue.md("\n".join(f"- `{e}`" for e in loaded.report.examples) or "none"),
             "source": dg.MetadataValue.path(str(folder)),
             "corpus_version": report.values["version"],
-            "disk_mib": storage.disk_mib(context.partition_key, "corpus"),
+            "disk_mib": DatasetArtifacts.size_mib(DatasetArtifacts(storage, dataset).corpus_dir),
             "seconds": round(report.seconds, 2),
         },
         data_version=dg.DataVersion(report.values["version"]),

@@ -4,6 +4,7 @@
 import dagster as dg
 
 from resources import ModelsResource, StorageResource
+from resources.artifacts import DatasetArtifacts
 from retriever_assets import steps
 from retriever_assets.assets._meta import stage_asset, table
 from retriever_assets.assets.embed import teacher_embeddings
@@ -33,7 +34,7 @@ def candidate_lists(
             "teacher_verdicts": dg.MetadataValue.md("\n".join(
                 f"- **{d['teacher']}**: {d['verdict']}" for d in report.values["diagnostics"])),
             "lancedb_table_versions_read": dg.MetadataValue.json(report.values["lancedb_table_versions_read"]),
-            "disk_mib": storage.disk_mib(context.partition_key, "candidates"),
+            "disk_mib": DatasetArtifacts.size_mib(DatasetArtifacts(storage, context.partition_key).candidates_dir),
             "seconds": round(report.seconds, 2),
         }
     )

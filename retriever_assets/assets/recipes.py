@@ -90,7 +90,7 @@ def build_recipe_assets(lineage: RecipeLineage) -> list:
                 "score_distributions": dg.MetadataValue.md(plot_md),
                 "ntuple_rows": report.values["ntuple_rows"],
                 "exports": dg.MetadataValue.path(report.values["folder"]),
-                "disk_mib": storage.disk_mib(context.partition_key, "negatives", effective.name),
+                "disk_mib": DatasetArtifacts.size_mib(report.values["folder"]),
                 "seconds": round(report.seconds, 2),
             }
         )
@@ -124,7 +124,7 @@ def build_recipe_assets(lineage: RecipeLineage) -> list:
                 "settings": dg.MetadataValue.json(v["settings"]),
                 "peak_rss_mib": v.get("peak_rss_mib"),
                 # the model only: checkpoints are removed once training succeeded
-                "disk_mib": storage.disk_mib(context.partition_key, "student", recipe.name),
+                "disk_mib": DatasetArtifacts.size_mib(v["model_dir"]),
                 "seconds": round(report.seconds, 2),
             },
             data_version=dg.DataVersion(v["fingerprint"]),
@@ -170,7 +170,8 @@ def build_recipe_assets(lineage: RecipeLineage) -> list:
             "reused_unchanged_inputs": report.values.get("reused", False),
             "seconds": round(report.seconds, 2),
         }
-        metadata["disk_mib"] = storage.disk_mib(context.partition_key, "scores", recipe.name)
+        artifacts = DatasetArtifacts(storage, context.partition_key)
+        metadata["disk_mib"] = DatasetArtifacts.size_mib(artifacts.scores_dir(recipe.name))
         return dg.MaterializeResult(metadata=metadata)
 
     return [hard_negatives, student_checkpoint, mteb_scores]
