@@ -9,6 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from resources.storage import StorageResource
+from retriever_assets.core.naming import folder_bytes
 
 
 @dataclass(frozen=True)
@@ -95,4 +96,4 @@ class DatasetArtifacts:
     @staticmethod
     def size_mib(folder: Path) -> float:
         """MiB of the files under one artifact folder (e.g. `artifacts.student_dir(recipe)`)."""
-        return round(sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 2**20, 2)
+        return round(folder_bytes(folder) / 2**20, 2)

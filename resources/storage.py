@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from retriever_assets.core.naming import path_inside, validate_name
+from retriever_assets.core.naming import folder_bytes, path_inside, validate_name
 
 INDEX_COLUMNS = ["item_id", "role", "content_hash", "cache_key"]
 
@@ -190,12 +190,15 @@ class StorageResource(dg.ConfigurableResource):
         uri = self.lancedb_uri or str(self.root_path() / "lancedb")
         if "://" in uri:
             return None
-        folder = Path(uri) / f"{validate_name(dataset)}__{validate_name(teacher, what='teacher name')}.lance"
-        return round(sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20, 2)
+        return round(folder_bytes(Path(uri) / f"{self.table_name(dataset, teacher)}.lance") / 2**20, 2)
+
+    @staticmethod
+    def table_name(dataset: str, teacher: str) -> str:
+        """The LanceDB table of one teacher's vectors of one dataset."""
+        return f"{validate_name(dataset)}__{validate_name(teacher, what='teacher name')}"
 
     def embedding_store(self, dataset: str, teacher: str) -> EmbeddingStore:
-        table = f"{validate_name(dataset)}__{validate_name(teacher, what='teacher name')}"
-        return EmbeddingStore(self.connect(), table)
+        return EmbeddingStore(self.connect(), self.table_name(dataset, teacher))
 
 
 def write_json(path: Path, obj) -> None:

@@ -184,18 +184,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dataset {dataset!r} not found in {data_root.root()} (found: {', '.join(found) or 'none'})",
               file=sys.stderr)
         return 2
-    from retriever_assets.definitions import LINEAGES, RECIPES
+    from retriever_assets.definitions import LINEAGES
 
     job = defs.resolve_implicit_global_asset_job_def()
     selection = None
-    wanted = getattr(args, "recipe", None)
-    if wanted:
-        unknown = sorted(set(wanted) - {r.name for r in RECIPES})
-        if unknown:
-            print(f"unknown recipe(s) {unknown}; configured: {[r.name for r in RECIPES]}", file=sys.stderr)
-            return 2
-    chosen = [lineage for lineage in LINEAGES if not wanted or lineage.recipe.name in wanted]
-    if wanted:
+    # every name in wanted_names is known: checked above, before the definitions loaded
+    chosen = [lineage for lineage in LINEAGES if not wanted_names or lineage.recipe.name in wanted_names]
+    if wanted_names:
         selection = [dg.AssetKey(k) for k in ("qa_corpus", "teacher_embeddings", "candidate_lists", "leaderboard")]
         selection += [key for lineage in chosen for key in lineage.asset_keys()]
     prefixes = [lineage.op_prefix for lineage in chosen]
@@ -212,11 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     from resources.artifacts import DatasetArtifacts
 
     artifacts, warnings = DatasetArtifacts(defs.resources["storage"], dataset), []
-    for recipe in RECIPES:
-        if wanted and recipe.name not in wanted:
-            continue
-        _print_scores(artifacts, recipe.name)
-        warnings += _coverage_warning(artifacts, recipe.name)
+    for lineage in chosen:
+        _print_scores(artifacts, lineage.recipe.name)
+        warnings += _coverage_warning(artifacts, lineage.recipe.name)
     for line in warnings:  # last, where a user looks: a rule that left most queries without a mined negative
         print(line, file=sys.stderr)
     print(f"run id: {result.run_id} (open it with: dagster dev -w workspace.yaml)")

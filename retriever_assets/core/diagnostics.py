@@ -11,7 +11,7 @@ import math
 
 import polars as pl
 
-from retriever_assets.core.mining import RULES, MiningRecipe, mine_hard_negatives
+from retriever_assets.core.mining import RULES, MiningRecipe, filter_candidates
 
 WEAK_EMPTY_SHARE = 0.5  # a paper-default rule leaving this share of queries without a negative: a weak teacher
 
@@ -40,15 +40,16 @@ def train_ndcg_at_10(positives: pl.DataFrame, query_ids: list[str]) -> float:
 
 
 def empty_share_by_rule(candidates: pl.DataFrame, positives: pl.DataFrame, teacher: str, score_kind: str,
-                        query_ids: list[str], num_negatives: int = 4) -> dict[str, float]:
+                        query_ids: list[str]) -> dict[str, float]:
     """Share of training queries each rule (paper default) would leave without any mined negative."""
     shares = {}
     for name, rule in RULES.items():
         if rule.cosine_only and score_kind == "bm25":
             continue
-        recipe = MiningRecipe(name=f"diag-{name}", teachers=(teacher,), method=name, num_negatives=num_negatives)
-        stats = mine_hard_negatives(candidates, positives, recipe, query_ids=query_ids).stats
-        shares[name] = round(stats["queries_without_negative"] / max(stats["queries"], 1), 4)
+        recipe = MiningRecipe(name=f"diag-{name}", teachers=(teacher,), method=name)
+        # one teacher, top sampling: a query gets a negative exactly when some candidate survives the rule
+        with_survivor = set(filter_candidates(candidates, positives, recipe).filter("kept")["query_id"].unique())
+        shares[name] = round(sum(1 for q in query_ids if q not in with_survivor) / max(len(query_ids), 1), 4)
     return shares
 
 

@@ -36,3 +36,9 @@ def path_inside(root: Path, *parts: str, root_kind: str = "storage root") -> Pat
         raise UnsafeNameError(f"{link} resolves to {path}, which is outside the {root_kind} {root} "
                               "(a symlink pointing elsewhere is refused)")
     return path
+
+
+def folder_bytes(path: Path | str) -> int:
+    """Bytes of the files under a folder (0 when it does not exist)."""
+    path = Path(path)
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0

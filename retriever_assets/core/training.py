@@ -13,6 +13,8 @@ from pathlib import Path
 
 import polars as pl
 
+from retriever_assets.core.naming import folder_bytes
+
 
 @dataclass(frozen=True)
 class TrainingSettings:
@@ -149,11 +151,6 @@ class PeakRss:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, self.current())
-
-
-def folder_bytes(path: Path) -> int:
-    """Bytes of the files under a folder (0 when it does not exist)."""
-    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()) if Path(path).exists() else 0
 
 
 def _recorded_seconds(checkpoint: Path) -> float:

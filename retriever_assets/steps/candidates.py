@@ -43,20 +43,21 @@ def build_candidates(
     request = CandidateRequest(query_ids=query_ids, query_texts=train_q["text"].to_list(), doc_ids=doc_ids,
                                positives=positives, top_k=top_k, query_chunk=query_chunk, doc_chunk=doc_chunk,
                                search=search, ann=ann, device=models.resolved_device())
-    all_c, all_p, per_teacher, versions_read = [], [], [], {}
+    all_c, all_p, per_teacher, diagnostics, versions_read = [], [], [], [], {}
     for teacher in configured_teachers(models):
         spec, t0 = teacher.spec, time.perf_counter()
         c, p, report = teacher.candidates(artifacts, request, log)
         if "lancedb_table_version" in report:
             versions_read[spec.name] = report.pop("lancedb_table_version")
         seconds = time.perf_counter() - t0
-        top1 = p.group_by("query_id").agg((pl.col("rank") == 1).any()).get_column("rank").mean()
+        [diagnosis] = teacher_diagnostics(c, p, query_ids, {spec.name: spec.score_kind})
+        diagnostics.append(diagnosis)
         per_teacher.append({
             "teacher": spec.name,
             "candidates": c.height,
             "queries_with_candidates": c["query_id"].n_unique(),
             "positives_scored": p.height,
-            "share_positive_ranked_first": round(float(top1 or 0), 4),
+            "share_positive_ranked_first": diagnosis["share_positive_in_top_1"],
             "mean_positive_score": round(float(p["score"].mean() or 0), 4),
             "seconds": round(seconds, 2),
         } | report)
@@ -69,7 +70,6 @@ def build_candidates(
     write_parquet(positive_scores, out / "positives.parquet")
     write_json(out / "manifest.json", {"top_k": top_k, "teachers": list(models.specs()), "queries": len(query_ids),
                                        "lancedb_table_versions_read": versions_read})
-    diagnostics = teacher_diagnostics(candidates, positive_scores, query_ids, models.kinds())
     write_json(out / "teacher_diagnostics.json", diagnostics)
     for row in diagnostics:
         if row["verdict"] != "ok":
