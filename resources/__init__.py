@@ -1,8 +1,9 @@
-"""Dagster resources: storage (LanceDB + artifact folders), every model (teachers, student, base, judge), data root."""
+"""Dagster resources: compute backend (local or Ray), storage (LanceDB + artifact folders), every model (teachers, student, base, judge), data root."""
 
+from resources.compute import ComputeResource, RayCluster
 from resources.data_root import DataRootResource
 from resources.models import ModelsResource, TeacherConfig, default_teachers
 from resources.storage import EmbeddingStore, StorageResource
 
-__all__ = ["DataRootResource", "EmbeddingStore", "ModelsResource", "StorageResource", "TeacherConfig",
-           "default_teachers"]
+__all__ = ["ComputeResource", "DataRootResource", "EmbeddingStore", "ModelsResource", "StorageResource", "RayCluster",
+           "TeacherConfig", "default_teachers"]

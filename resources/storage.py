@@ -178,8 +178,12 @@ class StorageResource(dg.ConfigurableResource):
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def lancedb_root(self) -> str:
+        """The LanceDB URI: `lancedb_uri`, or the folder `<root>/lancedb`."""
+        return self.lancedb_uri or str(self.root_path() / "lancedb")
+
     def connect(self) -> lancedb.DBConnection:
-        uri = self.lancedb_uri or str(self.root_path() / "lancedb")
+        uri = self.lancedb_root()
         if "://" not in uri:
             Path(uri).mkdir(parents=True, exist_ok=True)
         return lancedb.connect(uri, storage_options=self.storage_options or None,
@@ -187,7 +191,7 @@ class StorageResource(dg.ConfigurableResource):
 
     def table_disk_mib(self, dataset: str, teacher: str) -> float | None:
         """MiB of a local LanceDB embeddings table with all its versions (None on object storage)."""
-        uri = self.lancedb_uri or str(self.root_path() / "lancedb")
+        uri = self.lancedb_root()
         if "://" in uri:
             return None
         return round(folder_bytes(Path(uri) / f"{self.table_name(dataset, teacher)}.lance") / 2**20, 2)

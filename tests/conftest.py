@@ -12,6 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RETRIEVER_FORCE_CPU", "1")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage reports (nor their Prometheus queries)
 
 BUNDLED_DEMO = Path(__file__).resolve().parents[1] / "retriever_assets" / "bundled" / "demo-qa"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

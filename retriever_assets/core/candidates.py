@@ -93,7 +93,7 @@ def dense_candidates(
     query_ids: Sequence[str],
     query_vectors: np.ndarray,  # (n_queries, dim), normalised for cosine teachers
     doc_ids: Sequence[str],
-    doc_vectors: np.ndarray,  # (n_docs, dim)
+    doc_vectors: np.ndarray | None,  # (n_docs, dim); None when `search` and `pair_score` hold the corpus
     positives: pl.DataFrame,  # query_id, doc_id
     *,
     k: int,
@@ -101,13 +101,18 @@ def dense_candidates(
     query_chunk: int = 4096,
     doc_chunk: int = 65536,
     search: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None = None,
+    pair_score: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Top-k non-positive candidates per query by exact search, and every positive's teacher score.
 
     The search fetches k + (largest number of positives of a query) so that a query with several
     positives still gets k candidates once its positives are removed. `search(query_vectors, width)`
     replaces the exact search (e.g. an ANN index): it returns (scores, doc row indices), -inf where empty.
+    `pair_score(query_vectors, q_rows, doc_rows)` replaces the positives' scoring from `doc_vectors` (e.g. corpus
+    shards on a cluster).
     """
+    if doc_vectors is None and (search is None or pair_score is None):
+        raise ValueError("without doc_vectors, both search and pair_score are needed")
     pos_q, pos_d, sets = _positive_index(query_ids, doc_ids, positives)
     extra = max((len(s) for s in sets), default=0)
     if search is None:
@@ -116,7 +121,8 @@ def dense_candidates(
         )
     else:
         top_scores, top_index = search(query_vectors, k + extra)
-    pos_scores = pair_scores(query_vectors, doc_vectors, pos_q, pos_d) if len(pos_q) else np.zeros(0, np.float32)
+    score = pair_score or (lambda q, qi, di: pair_scores(q, doc_vectors, qi, di))
+    pos_scores = score(query_vectors, pos_q, pos_d) if len(pos_q) else np.zeros(0, np.float32)
     return _frames_from_ranking(
         teacher, query_ids, doc_ids, top_scores, top_index, pos_q, pos_d, pos_scores, k
     )

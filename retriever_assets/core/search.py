@@ -24,9 +24,15 @@ def exact_top_k(
     d = torch.as_tensor(docs, dtype=torch.float32)
     n_q, n_d = q.shape[0], d.shape[0]
     k = min(k, n_d)
-    out_scores = np.empty((n_q, k), dtype=np.float32)
-    out_index = np.empty((n_q, k), dtype=np.int64)
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    # The blocks are multiplied in float32 (float16 on CUDA) to find each query's best k + margin documents; those
+    # are then scored again in float64 and ranked by that score. BLAS rounds a float32 dot product differently with
+    # the thread count and the block shapes, so without this the same vectors could rank 1-ulp ties differently in
+    # this process and in a corpus-shard actor (distributed/search.py); with it, scores are correctly rounded
+    # float32 values whatever the hardware, and every path ranks alike.
+    final_k, k = k, min(n_d, k + (SCREEN_MARGIN_CUDA if device.startswith("cuda") else SCREEN_MARGIN))
+    out_scores = np.empty((n_q, final_k), dtype=np.float32)
+    out_index = np.empty((n_q, final_k), dtype=np.int64)
     with torch.inference_mode():
         for q0 in range(0, n_q, query_chunk):
             qc = q[q0 : q0 + query_chunk].to(device=device, dtype=dtype)
@@ -41,13 +47,32 @@ def exact_top_k(
                     continue
                 merged_s = torch.cat([best_s, s], dim=1)  # (q_chunk, k + k')
                 merged_i = torch.cat([best_i, i + d0], dim=1)
-                best_s, best_i = _order_by_score_then_index(merged_s, merged_i, k)
-            out_scores[q0 : q0 + qc.shape[0]] = best_s.cpu().numpy()
-            out_index[q0 : q0 + qc.shape[0]] = best_i.cpu().numpy()
+                best_s, best_i = order_by_score_then_index(merged_s, merged_i, k)
+            scores, index = rescore_exactly(q[q0 : q0 + query_chunk], d, best_i.cpu(), final_k)
+            out_scores[q0 : q0 + qc.shape[0]], out_index[q0 : q0 + qc.shape[0]] = scores, index
     return out_scores, out_index
 
 
-def _order_by_score_then_index(scores: torch.Tensor, index: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+SCREEN_MARGIN = 8  # extra float32 candidates per query re-scored in float64 (float16 on CUDA: more)
+SCREEN_MARGIN_CUDA = 32
+
+
+def rescore_exactly(queries: torch.Tensor, docs: torch.Tensor, index: torch.Tensor, k: int, *, block: int = 256
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Inner products of each query with its candidate rows computed in float64 and rounded to float32, the best
+    k first (equal scores: lower row). Returns (scores, rows) as numpy arrays, (n, k)."""
+    n = index.shape[0]
+    out_s = np.empty((n, k), dtype=np.float32)
+    out_i = np.empty((n, k), dtype=np.int64)
+    for b in range(0, n, block):
+        idx = index[b : b + block]
+        sims = torch.einsum("qd,qmd->qm", queries[b : b + block].cpu().double(), docs.cpu()[idx].double()).float()
+        s, i = order_by_score_then_index(sims, idx, k)
+        out_s[b : b + len(idx)], out_i[b : b + len(idx)] = s.numpy(), i.numpy()
+    return out_s, out_i
+
+
+def order_by_score_then_index(scores: torch.Tensor, index: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first k of each row by score descending, equal scores by lower index: (scores, index), both (n, k)."""
     index, perm = torch.sort(index, dim=1)  # index ascending ...
     scores = torch.gather(scores, 1, perm)
@@ -66,7 +91,7 @@ def top_k_rows(sims: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     if len(straddle):
         full_s, full_i = torch.sort(sims[straddle], dim=1, descending=True, stable=True)
         s[straddle], i[straddle] = full_s[:, :k], full_i[:, :k]
-    return _order_by_score_then_index(s, i, k)
+    return order_by_score_then_index(s, i, k)
 
 
 def top_k_row_numpy(scores: np.ndarray, k: int) -> np.ndarray:
@@ -83,8 +108,9 @@ def top_k_row_numpy(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 def pair_scores(queries: np.ndarray, docs: np.ndarray, q_idx: np.ndarray, d_idx: np.ndarray) -> np.ndarray:
-    """Inner product of the given (query, doc) index pairs: the teacher's score of each positive."""
-    return np.einsum("ij,ij->i", queries[q_idx], docs[d_idx]).astype(np.float32)
+    """Inner product of the given (query, doc) index pairs: the teacher's score of each positive (in float64,
+    rounded to float32, like the candidates' scores of `exact_top_k`)."""
+    return np.einsum("ij,ij->i", queries[q_idx].astype(np.float64), docs[d_idx].astype(np.float64)).astype(np.float32)
 
 
 def top_k_recall(approx_index: np.ndarray, exact_index: np.ndarray) -> float:
@@ -116,8 +142,8 @@ def rescore_top_k(
     for q0 in range(0, n, query_chunk):
         idx = candidate_index[q0 : q0 + query_chunk]
         valid = idx >= 0
-        sims = np.einsum("qd,qmd->qm", queries[q0 : q0 + query_chunk].astype(np.float32),
-                         docs[np.where(valid, idx, 0)].astype(np.float32, copy=False))
+        sims = np.einsum("qd,qmd->qm", queries[q0 : q0 + query_chunk].astype(np.float64),
+                         docs[np.where(valid, idx, 0)].astype(np.float64)).astype(np.float32)
         sims[~valid] = -np.inf
         order = np.lexsort((np.where(valid, idx, np.iinfo(np.int64).max), -sims), axis=1)[:, :width]
         top = np.take_along_axis(sims, order, axis=1)

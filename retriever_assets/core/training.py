@@ -161,6 +161,22 @@ def _recorded_seconds(checkpoint: Path) -> float:
         return 0.0
 
 
+def _distributed() -> tuple[int, int]:
+    """(world size, rank) of the torch.distributed group this process is in; (1, 0) outside one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
 def fine_tune_student(
     model,  # a SentenceTransformer, modified in place
     groups: dict[int, list[dict[str, str]]],
@@ -188,28 +204,36 @@ def fine_tune_student(
 
     model.max_seq_length = settings.max_seq_length
     model.model_card_data.generate_widget_examples = False  # a "Computing widget examples" bar; no hub card here
+    world, rank = _distributed()
     trainer_dir = output_dir / "trainer"
     fingerprint = training_fingerprint(groups, settings, base_identity)
     marker = trainer_dir / "fingerprint.txt"
-    if trainer_dir.exists() and (not marker.exists() or marker.read_text() != fingerprint):
-        shutil.rmtree(trainer_dir)  # checkpoints of other data or settings cannot be resumed
-    trainer_dir.mkdir(parents=True, exist_ok=True)
-    marker.write_text(fingerprint)
+    if rank == 0:
+        if trainer_dir.exists() and (not marker.exists() or marker.read_text() != fingerprint):
+            shutil.rmtree(trainer_dir)  # checkpoints of other data or settings cannot be resumed
+        trainer_dir.mkdir(parents=True, exist_ok=True)
+        marker.write_text(fingerprint)
+    _barrier(world)
     checkpoints = sorted((p for p in trainer_dir.glob("checkpoint-*") if (p / "trainer_state.json").exists()),
                          key=lambda p: int(p.name.split("-")[1]))  # a kill mid-save leaves no trainer_state.json
     resume = str(checkpoints[-1]) if checkpoints else None
 
     datasets = {f"neg{m}": Dataset.from_list(rows) for m, rows in groups.items()}
     train_dataset = DatasetDict(datasets) if len(datasets) > 1 else next(iter(datasets.values()))
+    # DDP (Ray Train): every worker takes batch_size / world examples and the loss gathers the embeddings of all
+    # workers, so each query still meets batch_size - 1 in-batch negatives, as in one process
+    gather = {"gather_across_devices": True} if world > 1 else {}
+    if settings.batch_size % world:
+        raise ValueError(f"batch_size {settings.batch_size} must be a multiple of the {world} training workers")
     if settings.mini_batch_size:
         loss = losses.CachedMultipleNegativesRankingLoss(model, scale=1.0 / settings.temperature,
-                                                         mini_batch_size=settings.mini_batch_size)
+                                                         mini_batch_size=settings.mini_batch_size, **gather)
     else:
-        loss = losses.MultipleNegativesRankingLoss(model, scale=1.0 / settings.temperature)
+        loss = losses.MultipleNegativesRankingLoss(model, scale=1.0 / settings.temperature, **gather)
     args = SentenceTransformerTrainingArguments(
         output_dir=str(trainer_dir),
         num_train_epochs=settings.epochs,
-        per_device_train_batch_size=settings.batch_size,
+        per_device_train_batch_size=settings.batch_size // world,
         learning_rate=settings.learning_rate,
         warmup_steps=settings.warmup_ratio,  # a float < 1 is a ratio of the total steps in transformers 5
         seed=settings.seed,
@@ -241,7 +265,7 @@ def fine_tune_student(
 
         def on_save(self, args, state, control, **kwargs):  # so a resumed run reports its whole training time
             checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if checkpoint.is_dir():
+            if checkpoint.is_dir() and rank == 0:
                 (checkpoint / ELAPSED_FILE).write_text(json.dumps(
                     {"seconds": earlier + time.perf_counter() - start}))
 
@@ -255,6 +279,11 @@ def fine_tune_student(
         trainer.train(resume_from_checkpoint=resume)
     seconds = earlier + time.perf_counter() - start
     curve = [(int(e["step"]), float(e["loss"])) for e in trainer.state.log_history if "loss" in e]
+    if rank != 0:  # the model is the same on every worker; rank 0 saves it and removes the checkpoints
+        _barrier(world)
+        return TrainingOutcome(model_dir=output_dir / "model", steps=int(trainer.state.global_step), seconds=seconds,
+                               examples=sum(len(r) for r in groups.values()), loss_curve=curve, resumed_from=resume,
+                               peak_rss_bytes=rss.peak)
 
     final = output_dir / "model"
     partial = output_dir / "model.partial"
@@ -267,6 +296,7 @@ def fine_tune_student(
     checkpoint_bytes = sum(folder_bytes(p) for p in trainer_dir.glob("checkpoint-*"))
     shutil.rmtree(trainer_dir, ignore_errors=True)
     log(f"training done: removed {checkpoint_bytes / 2**20:.0f} MiB of checkpoints, kept the model")
+    _barrier(world)
     return TrainingOutcome(
         model_dir=final,
         steps=int(trainer.state.global_step),

@@ -22,7 +22,7 @@ class Bm25Teacher:
 
     scored_on_test = False  # not an encoder mteb can score
 
-    def __init__(self, spec: EncoderSpec, models=None):
+    def __init__(self, spec: EncoderSpec, models=None, compute=None):  # BM25 runs in this process on any backend
         self.spec = spec
 
     def refresh(self, artifacts: DatasetArtifacts, corpus: pl.DataFrame, items: pl.DataFrame, *, batch_size: int,

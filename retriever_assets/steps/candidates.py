@@ -7,6 +7,7 @@ import time
 import polars as pl
 
 from resources.artifacts import DatasetArtifacts
+from resources.compute import ComputeResource
 from resources.models import ModelsResource
 from resources.storage import StorageResource, write_json, write_parquet
 from retriever_assets.core.corpus import positives_of
@@ -30,6 +31,7 @@ def build_candidates(
     search: str = "exact",
     ann: dict | None = None,
     log: Log,
+    compute: ComputeResource | None = None,
 ) -> StepReport:
     if search not in ("exact", "ann", "auto"):
         raise ValueError(f"candidate search must be exact, ann or auto, not {search!r}")
@@ -44,7 +46,7 @@ def build_candidates(
                                positives=positives, top_k=top_k, query_chunk=query_chunk, doc_chunk=doc_chunk,
                                search=search, ann=ann, device=models.resolved_device())
     all_c, all_p, per_teacher, diagnostics, versions_read = [], [], [], [], {}
-    for teacher in configured_teachers(models):
+    for teacher in configured_teachers(models, compute):
         spec, t0 = teacher.spec, time.perf_counter()
         c, p, report = teacher.candidates(artifacts, request, log)
         if "lancedb_table_version" in report:

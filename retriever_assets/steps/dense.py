@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from resources.artifacts import DatasetArtifacts
+from resources.compute import ComputeResource
 from resources.models import ModelsResource
 from resources.storage import StorageResource
 from retriever_assets.core import candidates as cand
@@ -30,13 +32,14 @@ class DenseTeacher:
 
     scored_on_test = True  # its own nDCG@10 is on the leaderboard
 
-    def __init__(self, spec: EncoderSpec, models: ModelsResource):
+    def __init__(self, spec: EncoderSpec, models: ModelsResource, compute: ComputeResource | None = None):
         self.spec, self.models = spec, models
+        self.compute = compute or ComputeResource()
 
     def refresh(self, artifacts: DatasetArtifacts, corpus: pl.DataFrame, items: pl.DataFrame, *, batch_size: int,
                 chunk_size: int, log: Log) -> dict:
         return embed_dense_teacher(artifacts.storage, self.models, artifacts.dataset, self.spec, items,
-                                   batch_size=batch_size, chunk_size=chunk_size, log=log)
+                                   batch_size=batch_size, chunk_size=chunk_size, log=log, compute=self.compute)
 
     def candidates(self, artifacts: DatasetArtifacts, request: CandidateRequest, log: Log
                    ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
@@ -44,8 +47,10 @@ class DenseTeacher:
         store = artifacts.storage.embedding_store(artifacts.dataset, spec.name)
         version = store.version()
         q_vec = store.vectors("query", r.query_ids)  # (n_queries, dim)
-        d_vec = store.vectors("document", r.doc_ids)  # (n_docs, dim)
         use_ann = r.search == "ann" or (r.search == "auto" and len(r.doc_ids) >= ann["min_docs"])
+        if self.compute.is_ray and not use_ann:
+            return self._sharded_candidates(artifacts, r, q_vec, version, log)
+        d_vec = store.vectors("document", r.doc_ids)  # (n_docs, dim)
         if use_ann and not spec.normalize:
             raise ValueError(f"teacher {spec.name!r}: the ANN index searches by cosine; its vectors are not "
                              "normalised, so use search='exact'")
@@ -58,6 +63,25 @@ class DenseTeacher:
                 f"{report['ann_recall_queries']} queries checked exactly")
         return c, p, {"search": "ann" if use_ann else "exact", "lancedb_table_version": version} | report
 
+    def _sharded_candidates(self, artifacts: DatasetArtifacts, r: CandidateRequest, q_vec: np.ndarray,
+                            version: int | None, log: Log) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+        """Exact search by corpus-shard actors on Ray (identical candidates to the local exact search)."""
+        from retriever_assets.distributed.search import ShardedSearch
+
+        storage, compute = artifacts.storage, self.compute
+        sharded = ShardedSearch(db_uri=storage.lancedb_root(), storage_options=storage.storage_options or None,
+                                table=storage.table_name(artifacts.dataset, self.spec.name), doc_ids=r.doc_ids,
+                                shards=compute.actors, query_chunk=r.query_chunk, doc_chunk=r.doc_chunk,
+                                cpus_per_actor=compute.cpus_per_actor, gpus_per_actor=compute.actor_gpus())
+        log(f"{self.spec.name}: exact search on Ray over {len(sharded.bounds)} corpus shards")
+        try:
+            c, p = cand.dense_candidates(self.spec.name, r.query_ids, q_vec, r.doc_ids, None, r.positives,
+                                         k=r.top_k, search=sharded.search, pair_score=sharded.pair_score)
+        finally:
+            sharded.close()
+        return c, p, {"search": "exact (ray shards)", "ray_shards": len(sharded.bounds),
+                      "lancedb_table_version": version}
+
 
 def embed_dense_teacher(
     storage: StorageResource,
@@ -69,8 +93,10 @@ def embed_dense_teacher(
     batch_size: int,
     chunk_size: int,
     log: Log,
+    compute: ComputeResource | None = None,
 ) -> dict:
-    """Embed only new or changed items (content hash + cache key), delete removed ones, commit per chunk."""
+    """Embed only new or changed items (content hash + cache key), delete removed ones; locally one commit per
+    chunk (a killed run resumes after the last), on Ray one commit for the whole update."""
     start = time.perf_counter()
     store = storage.embedding_store(dataset, spec.name)
     phases: dict[str, float] = {}
@@ -110,9 +136,21 @@ def embed_dense_teacher(
     long_docs = count_truncated(model.tokenizer, prompted, spec.max_seq_length)
     phases["count_truncated"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    embedded = embed_in_chunks(plan, encode, write, chunk_size=chunk_size, on_progress=progress)
+    ray_report: dict = {}
+    if compute is not None and compute.is_ray:
+        from retriever_assets.distributed.embed import embed_on_ray
+
+        ray_report = embed_on_ray(
+            plan.to_embed.with_columns(cache_key=pl.col("role").replace_strict(keys)), spec=spec, model_label=path,
+            dim=dim, db_uri=storage.lancedb_root(), table=store.name, table_exists=store.version() is not None,
+            storage_options=storage.storage_options or None, cache_dir=Path(models.model_cache_dir),
+            batch_size=batch_size, actors=compute.actors, cpus_per_actor=compute.cpus_per_actor,
+            gpus_per_actor=compute.actor_gpus(), log=log)
+        embedded = plan.to_embed.height
+    else:
+        embedded = embed_in_chunks(plan, encode, write, chunk_size=chunk_size, on_progress=progress)
     phases["encode_and_write"] = time.perf_counter() - t0
-    if embedded > 10 * chunk_size:
+    if embedded > 10 * chunk_size and not ray_report:  # Ray writes few large fragments in one commit
         t0 = time.perf_counter()
         store.optimize()
         phases["optimize_table"] = time.perf_counter() - t0
@@ -132,7 +170,8 @@ def embed_dense_teacher(
         "items_per_second": round(embedded / max(time.perf_counter() - start, 1e-9), 1),
         "backend": spec.backend,
         "phase_seconds": {k: round(v, 3) for k, v in phases.items()},
-    }
+        "compute": compute.describe() if compute is not None else {"backend": "local"},
+    } | {k: v for k, v in ray_report.items() if k != "ray_phase_seconds"}
 
 
 

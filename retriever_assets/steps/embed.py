@@ -8,6 +8,7 @@ import time
 import polars as pl
 
 from resources.artifacts import DatasetArtifacts
+from resources.compute import ComputeResource
 from resources.models import ModelsResource
 from resources.storage import StorageResource
 from retriever_assets.core.corpus import document_text
@@ -31,7 +32,8 @@ def _wanted_items(corpus: pl.DataFrame, queries: pl.DataFrame) -> pl.DataFrame:
 
 
 def embed_teachers(
-    storage: StorageResource, models: ModelsResource, dataset: str, *, batch_size: int, chunk_size: int, log: Log
+    storage: StorageResource, models: ModelsResource, dataset: str, *, batch_size: int, chunk_size: int, log: Log,
+    compute: ComputeResource | None = None,
 ) -> StepReport:
     start = time.perf_counter()
     corpus, queries, qrels, manifest = DatasetArtifacts(storage, dataset).read_corpus()
@@ -39,10 +41,11 @@ def embed_teachers(
     items = _wanted_items(corpus, train_q)
     artifacts = DatasetArtifacts(storage, dataset)
     per_teacher = [teacher.refresh(artifacts, corpus, items, batch_size=batch_size, chunk_size=chunk_size, log=log)
-                   for teacher in configured_teachers(models)]
+                   for teacher in configured_teachers(models, compute)]
     return StepReport(
         time.perf_counter() - start,
-        {"device": models.resolved_device(), "documents": corpus.height, "queries": train_q.height,
+        {"device": models.resolved_device(), "compute": (compute or ComputeResource()).describe(),
+         "documents": corpus.height, "queries": train_q.height,
          "teachers": per_teacher},
     )
 

@@ -12,6 +12,7 @@ from typing import Protocol
 import polars as pl
 
 from resources.artifacts import DatasetArtifacts
+from resources.compute import ComputeResource
 from resources.models import ModelsResource
 from retriever_assets.core.encoding import EncoderSpec
 from retriever_assets.steps.common import Log
@@ -53,7 +54,7 @@ def teacher_kinds() -> dict[str, type]:
     return {"dense": DenseTeacher, "bm25": Bm25Teacher}
 
 
-def configured_teachers(models: ModelsResource) -> list[Teacher]:
-    """One Teacher per configured spec, in configuration order."""
+def configured_teachers(models: ModelsResource, compute: ComputeResource | None = None) -> list[Teacher]:
+    """One Teacher per configured spec, in configuration order, running on `compute` (default: local)."""
     kinds = teacher_kinds()
-    return [kinds[spec.kind](spec, models) for spec in models.specs().values()]
+    return [kinds[spec.kind](spec, models, compute) for spec in models.specs().values()]

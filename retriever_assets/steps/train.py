@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import polars as pl
 
 from resources.artifacts import DatasetArtifacts
+from resources.compute import ComputeResource
 from resources.models import ModelsResource
 from resources.storage import StorageResource, write_json
 from retriever_assets.core.corpus import positives_of
@@ -19,7 +21,7 @@ from retriever_assets.core.training import (
     select_training_queries,
     training_fingerprint,
 )
-from retriever_assets.steps.common import Log, StepReport, doc_texts
+from retriever_assets.steps.common import Log, StepReport, doc_texts, teachers_path
 
 
 def train_student(
@@ -31,6 +33,7 @@ def train_student(
     base_model: str,
     settings: TrainingSettings,
     log: Log,
+    compute: ComputeResource | None = None,
 ) -> StepReport:
     start = time.perf_counter()
     artifacts = DatasetArtifacts(storage, dataset)
@@ -46,17 +49,30 @@ def train_student(
     d_text = doc_texts(corpus)
     groups = build_training_examples(negatives, positives, q_text, d_text)
     spec = EncoderSpec(name="student", model=base_model, max_seq_length=settings.max_seq_length)
-    model, base_path = models.load(spec)
+    on_ray = compute is not None and compute.is_ray
+    base_path = teachers_path(models, spec)
     base_fp = model_fingerprint(base_path)
     out = artifacts.student_dir(recipe_name)
     data_fp = training_fingerprint(groups, settings, base_fp)
+    if on_ray:  # DDP samples batches differently: another student than one process trains
+        data_fp += f"-ddp{compute.train_workers}"
     previous = artifacts.student_manifest_file(recipe_name)
     if previous.exists() and (out / "model").is_dir():
         last = json.loads(previous.read_text())
         if last.get("data_fingerprint") == data_fp:
             log(f"training inputs unchanged ({data_fp}): reusing {out / 'model'}")
             return StepReport(time.perf_counter() - start, last | {"reused": True})
-    outcome = fine_tune_student(model, groups, settings, out, base_identity=base_fp, log=log)
+    if on_ray:
+        from retriever_assets.distributed.train import train_on_ray
+
+        use_gpu = compute.train_use_gpu if compute.train_use_gpu is not None else compute.cluster_gpus() > 0
+        outcome = train_on_ray(base_path, groups, settings, out, base_identity=base_fp,
+                               workers=compute.train_workers, use_gpu=use_gpu,
+                               cache_dir=Path(models.model_cache_dir),
+                               shared_dir=Path(compute.shared_dir or storage.root_path() / "ray"), log=log)
+    else:
+        model, _ = models.load(spec)
+        outcome = fine_tune_student(model, groups, settings, out, base_identity=base_fp, log=log)
     report = {
         "data_fingerprint": data_fp,
         "reused": False,
@@ -75,6 +91,8 @@ def train_student(
         "checkpoints_removed_mib": round(outcome.checkpoint_bytes_removed / 2**20, 1),
         "loss_curve": outcome.loss_curve,
         "settings": settings.__dict__,
+        "compute": compute.describe() if compute is not None else {"backend": "local"},
+        "train_workers": compute.train_workers if on_ray else 1,
     }
     write_json(artifacts.student_manifest_file(recipe_name), report)
     return StepReport(time.perf_counter() - start, report)
