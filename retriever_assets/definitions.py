@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from resources import DataRootResource, ModelsResource, StorageResource, default_teachers
+from resources import ComputeResource, DataRootResource, ModelsResource, StorageResource, default_teachers
 from retriever_assets.assets.compare import build_leaderboard_asset
 from retriever_assets.assets.embed import teacher_embeddings
 from retriever_assets.assets.ingest import qa_corpus, raw_qa_folder
@@ -48,5 +48,13 @@ defs = dg.Definitions(
             lancedb_uri=os.environ.get("RETRIEVER_LANCEDB_URI") or None,
         ),
         "models": MODELS,
+        # local (default) or ray: RETRIEVER_COMPUTE=ray, RETRIEVER_RAY_ADDRESS=<head>:6379 (unset: RAY_ADDRESS or a
+        # Ray instance started in the step's process); README "Scaling out"
+        "compute": ComputeResource(
+            backend=os.environ.get("RETRIEVER_COMPUTE", "local"),
+            address=os.environ.get("RETRIEVER_RAY_ADDRESS") or None,
+            actors=int(os.environ.get("RETRIEVER_RAY_ACTORS", "2")),
+            train_workers=int(os.environ.get("RETRIEVER_RAY_TRAIN_WORKERS", "2")),
+        ),
     },
 )

@@ -66,6 +66,12 @@ def tiny_encoder(tmp_path_factory) -> Path:
     return build_tiny_encoder(tmp_path_factory.mktemp("tiny_encoder"))
 
 
+@pytest.fixture(scope="session")
+def wide_encoder(tmp_path_factory) -> Path:
+    """The tiny encoder 8x wider (hidden 256): slow enough that a run can be interrupted while it encodes."""
+    return build_tiny_encoder(tmp_path_factory.mktemp("wide_encoder"), hidden=256)
+
+
 def write_slice(source: Path, target: Path, *, docs: int, train_queries: int, test_queries: int) -> Path:
     """Copy a consistent slice of a BEIR folder: the first `docs` documents and queries answered within them."""
     target.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from resources import ModelsResource, StorageResource
+from resources import ComputeResource, ModelsResource, StorageResource
 from resources.artifacts import DatasetArtifacts
 from retriever_assets import steps
 from retriever_assets.assets._meta import stage_asset, table
@@ -13,12 +13,13 @@ from retriever_assets.configs import EmbeddingConfig
 
 @stage_asset(deps=[qa_corpus], group_name="embed", kinds={"pytorch", "lancedb"})
 def teacher_embeddings(
-    context: dg.AssetExecutionContext, config: EmbeddingConfig, storage: StorageResource, models: ModelsResource
+    context: dg.AssetExecutionContext, config: EmbeddingConfig, storage: StorageResource, models: ModelsResource,
+    compute: ComputeResource,
 ) -> dg.MaterializeResult:
     """Every teacher's vectors of the corpus and the training queries (only new or changed items are embedded)."""
     report = steps.embed_teachers(
         storage, models, context.partition_key,
-        batch_size=config.batch_size, chunk_size=config.chunk_size, log=context.log.info,
+        batch_size=config.batch_size, chunk_size=config.chunk_size, log=context.log.info, compute=compute,
     )
     per_teacher = report.values["teachers"]
     versions = {t["teacher"]: t["table_version"] for t in per_teacher if t["kind"] == "dense"}
@@ -26,6 +27,7 @@ def teacher_embeddings(
         metadata={
             "dagster/row_count": sum(t.get("embedded", 0) + t.get("unchanged", 0) for t in per_teacher),
             "device": report.values["device"],
+            "compute": dg.MetadataValue.json(report.values["compute"]),
             "documents": report.values["documents"],
             "training_queries": report.values["queries"],
             "items_embedded": sum(t.get("embedded", 0) for t in per_teacher),

@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from resources import ModelsResource, StorageResource
+from resources import ComputeResource, ModelsResource, StorageResource
 from resources.artifacts import DatasetArtifacts
 from retriever_assets import steps
 from retriever_assets.assets._meta import stage_asset, table
@@ -13,7 +13,8 @@ from retriever_assets.configs import CandidateConfig
 
 @stage_asset(deps=[teacher_embeddings], group_name="mine", kinds={"pytorch", "parquet"})
 def candidate_lists(
-    context: dg.AssetExecutionContext, config: CandidateConfig, storage: StorageResource, models: ModelsResource
+    context: dg.AssetExecutionContext, config: CandidateConfig, storage: StorageResource, models: ModelsResource,
+    compute: ComputeResource,
 ) -> dg.MaterializeResult:
     """Each training query's top-K candidates per teacher (positives removed) with scores, and its positives' scores."""
     report = steps.build_candidates(
@@ -21,12 +22,13 @@ def candidate_lists(
         query_chunk=config.query_chunk, doc_chunk=config.doc_chunk, search=config.search,
         ann={"min_docs": config.ann_min_docs, "nprobes": config.ann_nprobes,
              "refine_factor": config.ann_refine_factor, "recall_sample": config.ann_recall_sample},
-        log=context.log.info,
+        log=context.log.info, compute=compute,
     )
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": report.values["rows"],
             "top_k": config.top_k,
+            "compute": dg.MetadataValue.json(compute.describe()),
             "training_queries": report.values["queries"],
             "teachers": table(report.values["teachers"]),
             # is each teacher good enough for positive-aware mining? (positive ranks, train nDCG@10, empty shares)

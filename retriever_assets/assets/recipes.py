@@ -12,7 +12,7 @@ import dataclasses
 import dagster as dg
 import polars as pl
 
-from resources import ModelsResource, StorageResource
+from resources import ComputeResource, ModelsResource, StorageResource
 from resources.artifacts import DatasetArtifacts
 from retriever_assets import steps
 from retriever_assets.assets._meta import stage_asset, table
@@ -102,11 +102,13 @@ def build_recipe_assets(lineage: RecipeLineage) -> list:
         "(loads with SentenceTransformer(path)).",
     )
     def student_checkpoint(
-        context: dg.AssetExecutionContext, config: StudentConfig, storage: StorageResource, models: ModelsResource
+        context: dg.AssetExecutionContext, config: StudentConfig, storage: StorageResource, models: ModelsResource,
+        compute: ComputeResource,
     ) -> dg.MaterializeResult:
         report = steps.train_student(
             storage, models, context.partition_key, recipe.name,
             base_model=config.base_model, settings=config.settings(recipe.student_seed), log=context.log.info,
+            compute=compute,
         )
         v = report.values
         return dg.MaterializeResult(
@@ -122,6 +124,8 @@ def build_recipe_assets(lineage: RecipeLineage) -> list:
                 "resumed_from_checkpoint": v["resumed_from"] or "no",
                 "reused_unchanged_inputs": v.get("reused", False),
                 "settings": dg.MetadataValue.json(v["settings"]),
+                "compute": dg.MetadataValue.json(v.get("compute", {"backend": "local"})),
+                "train_workers": v.get("train_workers", 1),
                 "peak_rss_mib": v.get("peak_rss_mib"),
                 # the model only: checkpoints are removed once training succeeded
                 "disk_mib": DatasetArtifacts.size_mib(v["model_dir"]),

@@ -99,7 +99,8 @@ def embed_on_ray(
                                "model_label": model_label, "dim": dim},
         batch_size=rows_per_block,
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=actors),
+        # up to `actors` encoders; at least one, so a cluster that lost nodes still has CPUs for the write tasks
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
         num_cpus=cpus_per_actor,
         num_gpus=gpus_per_actor,
         # Ray Data's actor pools restart an actor lost with its node elsewhere and retry its batches

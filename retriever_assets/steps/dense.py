@@ -69,6 +69,7 @@ class DenseTeacher:
         from retriever_assets.distributed.search import ShardedSearch
 
         storage, compute = artifacts.storage, self.compute
+        compute.ensure_connected()
         sharded = ShardedSearch(db_uri=storage.lancedb_root(), storage_options=storage.storage_options or None,
                                 table=storage.table_name(artifacts.dataset, self.spec.name), doc_ids=r.doc_ids,
                                 shards=compute.actors, query_chunk=r.query_chunk, doc_chunk=r.doc_chunk,
@@ -140,6 +141,7 @@ def embed_dense_teacher(
     if compute is not None and compute.is_ray:
         from retriever_assets.distributed.embed import embed_on_ray
 
+        compute.ensure_connected()
         ray_report = embed_on_ray(
             plan.to_embed.with_columns(cache_key=pl.col("role").replace_strict(keys)), spec=spec, model_label=path,
             dim=dim, db_uri=storage.lancedb_root(), table=store.name, table_exists=store.version() is not None,

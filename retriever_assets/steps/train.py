@@ -65,6 +65,7 @@ def train_student(
     if on_ray:
         from retriever_assets.distributed.train import train_on_ray
 
+        compute.ensure_connected()
         use_gpu = compute.train_use_gpu if compute.train_use_gpu is not None else compute.cluster_gpus() > 0
         outcome = train_on_ray(base_path, groups, settings, out, base_identity=base_fp,
                                workers=compute.train_workers, use_gpu=use_gpu,

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from resources import DataRootResource, ModelsResource, StorageResource, TeacherConfig
+from resources import ComputeResource, DataRootResource, ModelsResource, StorageResource, TeacherConfig
 from retriever_assets.definitions import ALL_ASSETS, ALL_CHECKS
 
 DATASET = "demo-qa"
@@ -18,6 +18,7 @@ def resources_for(data_root: Path, storage: Path, tiny: Path) -> dict:
     return {
         "data_root": DataRootResource(path=str(data_root)),
         "storage": StorageResource(root=str(storage)),
+        "compute": ComputeResource(),
         "models": ModelsResource(
             teachers=[TeacherConfig(name="tiny", model=str(tiny), max_seq_length=64),
                       TeacherConfig(name="bm25", kind="bm25")],

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from resources import DataRootResource, ModelsResource, StorageResource
+from resources import ComputeResource, DataRootResource, ModelsResource, StorageResource
 from retriever_assets.definitions import ALL_ASSETS, ALL_CHECKS
 from retriever_assets.partitions import dataset_partitions
 
@@ -18,7 +18,7 @@ def _run(instance, root, storage, mode):
     return dg.materialize(
         [*ALL_ASSETS, *ALL_CHECKS], partition_key="demo", instance=instance, selection=["qa_corpus"],
         resources={"data_root": DataRootResource(path=str(root)), "storage": StorageResource(root=str(storage)),
-                   "models": ModelsResource()},
+                   "models": ModelsResource(), "compute": ComputeResource()},
         run_config={"ops": {"qa_corpus": {"config": {"validation_mode": mode}}}}, raise_on_error=False,
     )
 

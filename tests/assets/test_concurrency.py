@@ -16,7 +16,7 @@ BUNDLED = Path(__file__).resolve().parents[2] / "retriever_assets" / "bundled" /
 CHILD = textwrap.dedent("""
     import sys
     import dagster as dg
-    from resources import DataRootResource, StorageResource, TeacherConfig, ModelsResource
+    from resources import ComputeResource, DataRootResource, StorageResource, TeacherConfig, ModelsResource
     from retriever_assets.definitions import ALL_ASSETS, ALL_CHECKS
     from retriever_assets.partitions import dataset_partitions
 
@@ -29,6 +29,7 @@ CHILD = textwrap.dedent("""
         resources={
             "data_root": DataRootResource(path=data_root),
             "storage": StorageResource(root=storage),
+            "compute": ComputeResource(),
             "models": ModelsResource(teachers=[TeacherConfig(name="minilm", model=tiny, max_seq_length=64),
                                                    TeacherConfig(name="bm25", kind="bm25")], device="cpu"),
         },

@@ -15,7 +15,7 @@ from resources import ComputeResource, ModelsResource, StorageResource, TeacherC
 from retriever_assets import steps
 
 DATASET = "demo-qa"
-WORKER_CPUS = 2  # logical CPUs per worker node: an actor pool of 2 plus the write tasks fit on them
+WORKER_CPUS = 3  # logical CPUs per worker node: an actor pool of 2 plus a write task fit on one node
 
 
 def start_cluster(workers: int = 2):
