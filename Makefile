@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test test-slow ui lint lock mutants clean
+.PHONY: setup demo test test-ray test-slow ui lint lock mutants clean
 setup: $(VENV)/.installed
 
 # Locked install: torch first (TORCH_SPEC), then every other package at the version pinned in requirements.lock,
@@ -28,6 +28,9 @@ demo: setup          ## materialize all six assets for the bundled demo-qa set a
 
 test: setup          ## the default test run (CI runs exactly this); any skipped test fails the run
 	$(PY) -m pytest -q --fail-on-skip
+
+test-ray: setup      ## the Ray backend on a local 2-worker-node cluster (kill -9, S3 emulator, DDP); CI runs it too
+	$(PY) -m pytest -q --fail-on-skip -m ray tests/distributed
 
 test-slow: setup     ## tests on the real MiniLM and long runs
 	$(PY) -m pytest -q -m slow

@@ -1,4 +1,5 @@
-"""Dagster resources: compute backend (local or Ray), storage (LanceDB + artifact folders), every model (teachers, student, base, judge), data root."""
+"""Dagster resources: compute backend (local or Ray), storage (LanceDB + artifact folders), every model (teachers,
+student, base, judge), data root."""
 
 from resources.compute import ComputeResource, RayCluster
 from resources.data_root import DataRootResource

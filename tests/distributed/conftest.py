@@ -18,6 +18,12 @@ DATASET = "demo-qa"
 WORKER_CPUS = 3  # logical CPUs per worker node: an actor pool of 2 plus a write task fit on one node
 
 
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/distributed/" in str(item.fspath):
+            item.add_marker(pytest.mark.ray)
+
+
 def start_cluster(workers: int = 2):
     import ray
     from ray.cluster_utils import Cluster

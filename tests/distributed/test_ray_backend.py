@@ -61,7 +61,8 @@ def test_sharded_search_gives_identical_candidates_and_negatives(both):
     assert len(shard_bounds(150, 2, CAND["doc_chunk"])) == 2
     (local_c, local_p), (ray_c, ray_p) = both["frames"]["local"], both["frames"]["ray"]
     assert ray_c.height > 1000
-    diff = local_c.join(ray_c, on=["query_id", "teacher", "rank"], how="left", suffix="_ray").filter((pl.col("doc_id") != pl.col("doc_id_ray")) | (pl.col("score") != pl.col("score_ray")))
+    diff = local_c.join(ray_c, on=["query_id", "teacher", "rank"], how="left", suffix="_ray").filter(
+        (pl.col("doc_id") != pl.col("doc_id_ray")) | (pl.col("score") != pl.col("score_ray")))
     assert local_c.equals(ray_c), f"candidates differ: {diff}"
     assert local_p.equals(ray_p), "positive scores differ"
     [tiny] = [t for t in both["candidates"]["ray"].values["teachers"] if t["teacher"] == "tiny"]
