@@ -104,9 +104,10 @@ class EmbeddingStore:
             table.optimize()
 
     def ensure_vector_index(self, *, num_bits: int = 4, num_partitions: int | None = None,
-                            stale_share: float = 0.1) -> str:
+                            stale_share: float = 0.1, build=None) -> str:
         """An IVF_RQ cosine index on `vector`: created when missing, refreshed when over `stale_share` of the
         rows are not indexed yet (rows added later are still found: LanceDB searches them exhaustively).
+        `build(table_uri, num_bits=, num_partitions=)` creates it instead of LanceDB (e.g. lance-ray on a cluster).
 
         Returns what happened: "created", "updated" or "reused".
         """
@@ -117,6 +118,9 @@ class EmbeddingStore:
             raise RuntimeError(f"no embeddings table {self.name!r}: materialize teacher_embeddings first")
         existing = [i for i in table.list_indices() if list(i.columns) == ["vector"]]
         if not existing:
+            if build is not None:
+                build(f"{self.db.uri.rstrip('/')}/{self.name}.lance", num_bits=num_bits, num_partitions=num_partitions)
+                return "created"
             table.create_index("vector", config=IvfRq(distance_type="cosine", num_bits=num_bits,
                                                       num_partitions=num_partitions))
             return "created"

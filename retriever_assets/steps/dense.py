@@ -54,7 +54,13 @@ class DenseTeacher:
         if use_ann and not spec.normalize:
             raise ValueError(f"teacher {spec.name!r}: the ANN index searches by cosine; its vectors are not "
                              "normalised, so use search='exact'")
-        ann_fn, report = (_ann_search(store, r.doc_ids, d_vec, ann, log) if use_ann else (None, {}))
+        build = None
+        if use_ann and self.compute.is_ray:  # the index is built by lance-ray tasks on the cluster
+            from retriever_assets.distributed.index import vector_index_builder
+
+            self.compute.ensure_connected()
+            build = vector_index_builder(artifacts.storage.storage_options or None, workers=self.compute.actors)
+        ann_fn, report = (_ann_search(store, r.doc_ids, d_vec, ann, log, build) if use_ann else (None, {}))
         c, p = cand.dense_candidates(spec.name, r.query_ids, q_vec, r.doc_ids, d_vec, r.positives, k=r.top_k,
                                      device=r.device, query_chunk=r.query_chunk, doc_chunk=r.doc_chunk, search=ann_fn)
         if use_ann:
@@ -177,7 +183,7 @@ def embed_dense_teacher(
 
 
 
-def _ann_search(store, doc_ids: list[str], doc_vectors: np.ndarray, ann: dict, log: Log):
+def _ann_search(store, doc_ids: list[str], doc_vectors: np.ndarray, ann: dict, log: Log, build=None):
     """A `search(query_vectors, width)` through the table's vector index, mapping item ids to doc rows.
 
     With a refine factor r, the index returns width * r candidates and their exact cosines are computed from
@@ -185,7 +191,7 @@ def _ann_search(store, doc_ids: list[str], doc_vectors: np.ndarray, ann: dict, l
     re-reads full vectors from the table, at the same recall (docs/benchmarks.md, 1M documents).
     """
 
-    state = store.ensure_vector_index()
+    state = store.ensure_vector_index(build=build)
     log(f"{store.name}: vector index {state}")
     row = {f"d:{d}": i for i, d in enumerate(doc_ids)}
     refine = int(ann["refine_factor"] or 0)

@@ -107,3 +107,16 @@ def test_incremental_update_is_one_merge_insert(both, tmp_path, demo_root, tiny_
     local, remote = _vectors(both["local"]), _vectors(both["ray"])
     assert set(local) == set(remote) and "d:new-doc" in remote and len(remote) == 240
     assert max(float(np.abs(local[i] - remote[i]).max()) for i in local) <= 1e-6
+
+
+def test_ann_index_built_by_lance_ray(both):
+    """search='ann' on the ray backend: lance-ray builds the IVF_RQ index, LanceDB searches it, recall reported."""
+    report = steps.build_candidates(both["ray"], both["models"], DATASET, top_k=10, query_chunk=16, doc_chunk=32,
+                                    search="ann", ann={"nprobes": 50, "refine_factor": 5}, log=print,
+                                    compute=both["compute"])
+    [tiny] = [t for t in report.values["teachers"] if t["teacher"] == "tiny"]
+    assert tiny["search"] == "ann" and tiny["ann_index"] == "created"
+    table = both["ray"].embedding_store(DATASET, "tiny")._table()
+    [index] = [i for i in table.list_indices() if list(i.columns) == ["vector"]]
+    assert "RQ" in str(index.index_type).upper()
+    assert tiny["ann_recall_at_k"] >= 0.9  # 150 documents, nearly all partitions probed: about exact
