@@ -42,6 +42,7 @@ def main() -> None:
     ap.add_argument("--train", action="store_true", help="also time one training epoch (DDP on --train-workers)")
     ap.add_argument("--train-workers", type=int, default=2)
     ap.add_argument("--train-queries", type=int, default=200)
+    ap.add_argument("--train-batch-size", type=int, default=16, help="a multiple of --train-workers")
     args = ap.parse_args()
 
     import ray
@@ -79,7 +80,7 @@ def main() -> None:
 
     if args.train:
         recipe = MiningRecipe.from_dict({"name": "percpos", "teachers": ["minilm"]})
-        settings = TrainingSettings(max_queries=args.train_queries)
+        settings = TrainingSettings(max_queries=args.train_queries, batch_size=args.train_batch_size)
         seconds = {}
         for side, c in (("local", None), ("ray", compute)):
             steps.mine_negatives(sides[side], models, args.dataset, recipe, log=quiet)

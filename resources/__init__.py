@@ -3,8 +3,9 @@ student, base, judge), data root."""
 
 from resources.compute import ComputeResource, RayCluster
 from resources.data_root import DataRootResource
-from resources.models import ModelsResource, TeacherConfig, default_teachers
+from resources.models import ModelsResource, TeacherConfig, default_teachers, teachers_from_list
 from resources.storage import EmbeddingStore, StorageResource
 
 __all__ = ["ComputeResource", "DataRootResource", "EmbeddingStore", "ModelsResource", "StorageResource", "RayCluster",
-           "TeacherConfig", "default_teachers"]
+           "TeacherConfig", "default_teachers",
+           "teachers_from_list"]

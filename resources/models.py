@@ -47,6 +47,31 @@ def default_teachers(dense_model: str = "all-MiniLM-L6-v2") -> list[TeacherConfi
     return [TeacherConfig(name="minilm", model=dense_model), TeacherConfig(name="bm25", kind="bm25")]
 
 
+# teachers that can be named alone in RETRIEVER_TEACHERS (both dense models install offline)
+TEACHER_PRESETS = {"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2", "bm25": None}
+
+
+def teachers_from_list(spec: str | None, dense_model: str = "all-MiniLM-L6-v2") -> list[TeacherConfig]:
+    """Teachers from a comma-separated list (RETRIEVER_TEACHERS): a preset name (`minilm`, `mpnet`, `bm25`) or
+    `name=model` for another dense model (alias, folder or hub id). None or empty: `default_teachers`."""
+    if not spec or not spec.strip():
+        return default_teachers(dense_model)
+    teachers = []
+    for item in (i.strip() for i in spec.split(",") if i.strip()):
+        name, _, model = item.partition("=")
+        name = name.strip()
+        if name == "bm25" and not model:
+            teachers.append(TeacherConfig(name="bm25", kind="bm25"))
+        elif model:
+            teachers.append(TeacherConfig(name=name, model=model.strip()))
+        elif name in TEACHER_PRESETS:
+            teachers.append(TeacherConfig(name=name, model=dense_model if name == "minilm" else TEACHER_PRESETS[name]))
+        else:
+            raise ValueError(f"RETRIEVER_TEACHERS: unknown teacher {name!r}: use one of {sorted(TEACHER_PRESETS)} "
+                             "or name=model")
+    return teachers
+
+
 class ModelsResource(dg.ConfigurableResource):
     """Loads every model (teachers, student, base, judge) on one device (auto = CUDA when present); `teachers` are
     the ones that mine candidates (default: all-MiniLM-L6-v2 dense + BM25, `default_teachers`)."""

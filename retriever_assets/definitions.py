@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from resources import ComputeResource, DataRootResource, ModelsResource, StorageResource, default_teachers
+from resources import ComputeResource, DataRootResource, ModelsResource, StorageResource, teachers_from_list
 from retriever_assets.assets.compare import build_leaderboard_asset
 from retriever_assets.assets.embed import teacher_embeddings
 from retriever_assets.assets.ingest import qa_corpus, raw_qa_folder
@@ -21,7 +21,8 @@ from retriever_assets.sensors import dataset_folder_sensor
 
 BUNDLED = Path(__file__).parent / "bundled"
 
-MODELS = ModelsResource(teachers=default_teachers(os.environ.get("RETRIEVER_TEACHER_MODEL", "all-MiniLM-L6-v2")),
+MODELS = ModelsResource(teachers=teachers_from_list(os.environ.get("RETRIEVER_TEACHERS"),
+                                                   os.environ.get("RETRIEVER_TEACHER_MODEL", "all-MiniLM-L6-v2")),
                         device=os.environ.get("RETRIEVER_DEVICE", "auto"))
 # every recipe is validated against the teachers configured here, when the code location loads
 RECIPES = with_builtin_recipes(load_recipes(os.environ.get("RETRIEVER_RECIPES"), teacher_kinds=MODELS.kinds()),

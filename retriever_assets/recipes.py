@@ -25,6 +25,12 @@ BUILTIN_RECIPES: dict[str, MiningRecipe] = {r.name: r for r in [
                  ensemble="intra"),
     MiningRecipe(name="percpos-0.95-seed2", method="percpos", param=0.95, student_seed=2),
     MiningRecipe(name="naive-seed2", method="naive", student_seed=2),
+    # a stronger teacher than the MiniLM student (issue 17): need RETRIEVER_TEACHERS=minilm,bm25,mpnet
+    MiningRecipe(name="percpos-mpnet", teachers=("mpnet",), method="percpos", param=0.95),
+    MiningRecipe(name="naive-mpnet", teachers=("mpnet",), method="naive"),
+    MiningRecipe(name="percpos-mpnet-bm25", teachers=("mpnet", "bm25"), method="percpos", param=0.95,
+                 ensemble="intra"),
+    MiningRecipe(name="percpos-mpnet-seed2", teachers=("mpnet",), method="percpos", param=0.95, student_seed=2),
 ]}
 
 

@@ -53,3 +53,24 @@ def test_cli_settings_reach_every_selected_recipe_lineage():
         assert ops[f"{prefix}student_checkpoint"]["config"] == {"epochs": 2, "max_seq_length": 128,
                                                                 "max_train_queries": 50}
         assert ops[f"{prefix}mteb_scores"]["config"] == {"max_seq_length": 256}
+
+
+def test_teachers_from_list_presets_models_and_errors():
+    from resources import ModelsResource, teachers_from_list
+    from retriever_assets.core.mining import RecipeError
+    from retriever_assets.recipes import with_builtin_recipes
+
+    assert [(t.name, t.kind, t.model) for t in teachers_from_list(None)] == [
+        ("minilm", "dense", "all-MiniLM-L6-v2"), ("bm25", "bm25", "all-MiniLM-L6-v2")]
+    teachers = teachers_from_list("minilm, bm25,mpnet, e5=/models/e5")
+    assert [(t.name, t.kind, t.spec().model) for t in teachers] == [
+        ("minilm", "dense", "all-MiniLM-L6-v2"), ("bm25", "bm25", "bm25"), ("mpnet", "dense", "all-mpnet-base-v2"),
+        ("e5", "dense", "/models/e5")]
+    with pytest.raises(ValueError, match="unknown teacher 'gte'"):
+        teachers_from_list("minilm,gte")
+    # the mpnet recipes need the mpnet teacher configured, and are refused at load without it
+    kinds = ModelsResource(teachers=teachers).kinds()
+    names = ["percpos-mpnet", "naive-mpnet", "percpos-mpnet-bm25"]
+    assert [r.name for r in with_builtin_recipes([], names, teacher_kinds=kinds)] == names
+    with pytest.raises(RecipeError, match="mpnet"):
+        with_builtin_recipes([], ["percpos-mpnet"], teacher_kinds=ModelsResource().kinds())
