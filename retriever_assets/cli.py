@@ -91,8 +91,9 @@ def run_config(args, recipe_prefixes: list[str] | None = None) -> dict:
         "max_seq_length": args.max_seq_length, "seed": args.seed, "learning_rate": args.learning_rate,
         "max_train_queries": getattr(args, "max_train_queries", None),
     }.items() if v is not None}
-    scores = {k: v for k, v in {"max_seq_length": getattr(args, "eval_max_seq_length", None)}.items()
-              if v is not None}
+    scores = {k: v for k, v in {"max_seq_length": getattr(args, "eval_max_seq_length", None),
+                                "evaluate_teachers": False if getattr(args, "skip_teacher_scores", False) else None,
+                                }.items() if v is not None}
     for prefix in recipe_prefixes if recipe_prefixes is not None else [""]:
         if student:
             ops[f"{prefix}student_checkpoint"] = {"config": dict(student)}
@@ -128,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--eval-max-seq-length", type=int,
                        help="encode length when scoring (default: the training length)")
         p.add_argument("--top-k", type=int)
+        p.add_argument("--skip-teacher-scores", action="store_true",
+                       help="score base and students only (a large teacher takes long to encode the test corpus)")
         p.add_argument("--lenient", action="store_true", help="skip and count bad records instead of failing")
     sub.add_parser("recipes", help="list the built-in mining recipes (usable with run --recipe NAME)")
     run.add_argument("--dataset", required=True)
@@ -151,9 +154,11 @@ def main(argv: list[str] | None = None) -> int:
 
     _env_defaults()
     try:
+        from resources import ModelsResource, teachers_from_list
         from retriever_assets.recipes import with_builtin_recipes
 
-        with_builtin_recipes([], [n for n in wanted_names if n not in _configured_recipe_names()])
+        kinds = ModelsResource(teachers=teachers_from_list(os.environ.get("RETRIEVER_TEACHERS"))).kinds()
+        with_builtin_recipes([], [n for n in wanted_names if n not in _configured_recipe_names()], teacher_kinds=kinds)
     except Exception as exc:  # an unknown name: say so before loading anything heavy
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -53,6 +53,8 @@ def test_cli_settings_reach_every_selected_recipe_lineage():
         assert ops[f"{prefix}student_checkpoint"]["config"] == {"epochs": 2, "max_seq_length": 128,
                                                                 "max_train_queries": 50}
         assert ops[f"{prefix}mteb_scores"]["config"] == {"max_seq_length": 256}
+    args.skip_teacher_scores = True
+    assert run_config(args)["ops"]["mteb_scores"]["config"] == {"max_seq_length": 256, "evaluate_teachers": False}
 
 
 def test_teachers_from_list_presets_models_and_errors():
