@@ -99,8 +99,7 @@ def embed_on_ray(
                                "model_label": model_label, "dim": dim},
         batch_size=rows_per_block,
         batch_format="pyarrow",
-        # up to `actors` encoders; at least one, so a cluster that lost nodes still has CPUs for the write tasks
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
+        compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=cpus_per_actor,
         num_gpus=gpus_per_actor,
         # Ray Data's actor pools restart an actor lost with its node elsewhere and retry its batches
@@ -110,8 +109,9 @@ def embed_on_ray(
     target = table if not table_exists else f"{table}__staging"
     uri = f"{db_uri.rstrip('/')}/{target}.lance"
     log(f"{spec.name}: encoding {items.height} items on Ray ({actors} actors, {blocks} blocks) -> {uri}")
+    # the write tasks only move bytes: they take no CPU slot, so encoders holding every CPU cannot starve them
     lance_ray.write_lance(encoded, uri, schema=schema, mode="overwrite" if table_exists else "create",
-                          storage_options=storage_options or None)
+                          storage_options=storage_options or None, ray_remote_args={"num_cpus": 0})
     phases["encode_and_write_fragments"] = time.perf_counter() - t0
     report = {"ray_rows": items.height, "ray_blocks": blocks, "ray_phase_seconds": phases}
     if table_exists:

@@ -15,7 +15,7 @@ from resources import ComputeResource, ModelsResource, StorageResource, TeacherC
 from retriever_assets import steps
 
 DATASET = "demo-qa"
-WORKER_CPUS = 3  # logical CPUs per worker node: an actor pool of 2 plus a write task fit on one node
+WORKER_CPUS = 2  # logical CPUs per worker node: the 2 encoders fit on the node that survives a kill
 
 
 def pytest_collection_modifyitems(items):
