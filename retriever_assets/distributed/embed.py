@@ -92,7 +92,10 @@ def embed_on_ray(
         return {"ray_rows": 0, "ray_blocks": 0, "ray_phase_seconds": {}}
     t0 = time.perf_counter()
     blocks = max(actors, math.ceil(items.height / rows_per_block))
-    data = ray.data.from_arrow(items.select(EMBED_COLUMNS).to_arrow()).repartition(blocks)
+    rows = items.select(EMBED_COLUMNS).to_arrow()
+    step = math.ceil(rows.num_rows / blocks)
+    # blocks cut here, not by a repartition task: with encoders holding every CPU, such a task would never run
+    data = ray.data.from_arrow([rows.slice(i, step) for i in range(0, rows.num_rows, step)])
     encoded = data.map_batches(
         BatchEncoder,
         fn_constructor_kwargs={"spec": spec.__dict__, "cache_dir": str(cache_dir.resolve()), "batch_size": batch_size,

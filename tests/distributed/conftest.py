@@ -15,7 +15,7 @@ from resources import ComputeResource, ModelsResource, StorageResource, TeacherC
 from retriever_assets import steps
 
 DATASET = "demo-qa"
-WORKER_CPUS = 2  # logical CPUs per worker node: the 2 encoders fit on the node that survives a kill
+WORKER_CPUS = 1  # per worker node: the 2 encoders or shard actors take every CPU of the cluster (the tight case)
 
 
 def pytest_collection_modifyitems(items):
@@ -24,12 +24,12 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.ray)
 
 
-def start_cluster(workers: int = 2):
+def start_cluster(workers: int = 2, cpus: int = WORKER_CPUS):
     import ray
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
-    nodes = [cluster.add_node(num_cpus=WORKER_CPUS) for _ in range(workers)]
+    nodes = [cluster.add_node(num_cpus=cpus) for _ in range(workers)]
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
     return cluster, nodes

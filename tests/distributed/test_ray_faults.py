@@ -37,7 +37,7 @@ def test_killing_a_worker_node_mid_embedding_loses_and_duplicates_nothing(tmp_pa
     storage = ingested(tmp_path / "storage", root)
     models = ModelsResource(teachers=[TeacherConfig(name="wide", model=str(wide_encoder), max_seq_length=64)],
                             device="cpu")
-    cluster, nodes = start_cluster(workers=2)
+    cluster, nodes = start_cluster(workers=2, cpus=2)  # the surviving node can host both encoders
     try:
         compute = ComputeResource(backend="ray", address=cluster.address, actors=2)
         outcome: dict = {}
