@@ -4,6 +4,7 @@ import ast
 from pathlib import Path
 
 CORE = Path(__file__).resolve().parents[1] / "retriever_assets" / "core"
+FORBIDDEN = ("dagster", "resources", "ray", "lance_ray", "dagster_ray")
 
 
 def test_core_does_not_import_dagster():
@@ -15,5 +16,5 @@ def test_core_does_not_import_dagster():
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
-            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in ("dagster", "resources", "ray", "lance_ray", "dagster_ray")]
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in FORBIDDEN]
     assert not offenders, offenders

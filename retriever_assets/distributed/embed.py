@@ -95,7 +95,8 @@ def embed_on_ray(
     rows = items.select(EMBED_COLUMNS).to_arrow()
     step = math.ceil(rows.num_rows / blocks)
     # blocks cut here, not by a repartition task: with encoders holding every CPU, such a task would never run
-    data = ray.data.from_arrow([rows.slice(i, step) for i in range(0, rows.num_rows, step)])
+    slices = [rows.slice(i, step) for i in range(0, rows.num_rows, step)]
+    data = ray.data.from_arrow(slices)
     encoded = data.map_batches(
         BatchEncoder,
         fn_constructor_kwargs={"spec": spec.__dict__, "cache_dir": str(cache_dir.resolve()), "batch_size": batch_size,
@@ -111,12 +112,12 @@ def embed_on_ray(
     schema = embedding_schema(dim)
     target = table if not table_exists else f"{table}__staging"
     uri = f"{db_uri.rstrip('/')}/{target}.lance"
-    log(f"{spec.name}: encoding {items.height} items on Ray ({actors} actors, {blocks} blocks) -> {uri}")
+    log(f"{spec.name}: encoding {items.height} items on Ray ({actors} actors, {len(slices)} blocks) -> {uri}")
     # the write tasks only move bytes: they take no CPU slot, so encoders holding every CPU cannot starve them
     lance_ray.write_lance(encoded, uri, schema=schema, mode="overwrite" if table_exists else "create",
                           storage_options=storage_options or None, ray_remote_args={"num_cpus": 0})
     phases["encode_and_write_fragments"] = time.perf_counter() - t0
-    report = {"ray_rows": items.height, "ray_blocks": blocks, "ray_phase_seconds": phases}
+    report = {"ray_rows": items.height, "ray_blocks": len(slices), "ray_phase_seconds": phases}
     if table_exists:
         t0 = time.perf_counter()
         db = lancedb.connect(db_uri, storage_options=storage_options or None)

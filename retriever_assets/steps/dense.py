@@ -155,6 +155,7 @@ def embed_dense_teacher(
             batch_size=batch_size, actors=compute.actors, cpus_per_actor=compute.cpus_per_actor,
             gpus_per_actor=compute.actor_gpus(), log=log)
         embedded = plan.to_embed.height
+        phases.update(ray_report.pop("ray_phase_seconds", {}))
     else:
         embedded = embed_in_chunks(plan, encode, write, chunk_size=chunk_size, on_progress=progress)
     phases["encode_and_write"] = time.perf_counter() - t0
@@ -179,7 +180,7 @@ def embed_dense_teacher(
         "backend": spec.backend,
         "phase_seconds": {k: round(v, 3) for k, v in phases.items()},
         "compute": compute.describe() if compute is not None else {"backend": "local"},
-    } | {k: v for k, v in ray_report.items() if k != "ray_phase_seconds"}
+    } | ray_report
 
 
 
