@@ -164,6 +164,19 @@ def load_sentence_transformer(spec: EncoderSpec, *, device: str = "cpu", cache_d
     return model, path
 
 
+def encode_texts(model, spec: EncoderSpec, texts: Sequence[str], role: Role, *, batch_size: int) -> np.ndarray:
+    """A teacher's vectors of `texts` in one role (its prompt, its normalisation), float32: the one encode call of
+    the local path and of the Ray encoder actors, so both give the same vectors."""
+    return model.encode(
+        list(texts),
+        batch_size=batch_size,
+        prompt=spec.prompt(role) or None,
+        normalize_embeddings=spec.normalize,
+        convert_to_numpy=True,
+        show_progress_bar=False,
+    ).astype(np.float32)
+
+
 def _word_prefix(text: str, chars: int) -> str:
     """The first `chars` characters of text, cut back to the last whitespace so no word is split."""
     if len(text) <= chars:

@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from retriever_assets.core.encoding import EncoderSpec
+from retriever_assets.core.encoding import EncoderSpec, encode_texts
 
 EMBED_COLUMNS = ["item_id", "role", "content_hash", "cache_key", "text"]
 
@@ -48,10 +48,8 @@ class BatchEncoder:
         for role in ("document", "query"):
             rows = np.flatnonzero(roles == role)
             if len(rows):
-                vectors[rows] = self.model.encode(
-                    [texts[i] for i in rows], batch_size=self.batch_size, prompt=self.spec.prompt(role) or None,
-                    normalize_embeddings=self.spec.normalize, convert_to_numpy=True, show_progress_bar=False,
-                ).astype(np.float32)
+                vectors[rows] = encode_texts(self.model, self.spec, [texts[i] for i in rows], role,
+                                             batch_size=self.batch_size)
         return pa.table({
             "item_id": batch.column("item_id"), "role": batch.column("role"),
             "content_hash": batch.column("content_hash"), "cache_key": batch.column("cache_key"),

@@ -19,6 +19,7 @@ from retriever_assets.core.encoding import (
     count_truncated,
     embed_in_chunks,
     embedding_cache_key,
+    encode_texts,
     model_fingerprint,
     plan_embedding_update,
 )
@@ -123,14 +124,7 @@ def embed_dense_teacher(
     store.delete(plan.to_delete)
 
     def encode(texts, role):
-        return model.encode(
-            list(texts),
-            batch_size=batch_size,
-            prompt=spec.prompt(role) or None,
-            normalize_embeddings=spec.normalize,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        ).astype(np.float32)
+        return encode_texts(model, spec, texts, role, batch_size=batch_size)
 
     def write(chunk: pl.DataFrame, vectors: np.ndarray):
         store.write(chunk.with_columns(cache_key=pl.col("role").replace_strict(keys)), vectors, model=path)
