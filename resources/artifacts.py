@@ -61,6 +61,10 @@ class DatasetArtifacts:
     def scores_file(self, recipe: str) -> Path:
         return self.scores_dir(recipe) / "scores.json"
 
+    @property
+    def best_student_file(self) -> Path:
+        return self.leaderboard_dir / "best_student.json"
+
     def score_cache_file(self, score_key: str) -> Path:
         """One model's scores on the test split, shared by every recipe (keyed by what decides the score)."""
         return self.folder("scores", "by-model") / f"{score_key}.json"

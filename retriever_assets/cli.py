@@ -91,19 +91,54 @@ def run_config(args, recipe_prefixes: list[str] | None = None) -> dict:
         "max_seq_length": args.max_seq_length, "seed": args.seed, "learning_rate": args.learning_rate,
         "max_train_queries": getattr(args, "max_train_queries", None),
     }.items() if v is not None}
+    cross = getattr(args, "cross_datasets", None)
     scores = {k: v for k, v in {"max_seq_length": getattr(args, "eval_max_seq_length", None),
                                 "evaluate_teachers": False if getattr(args, "skip_teacher_scores", False) else None,
+                                "cross_datasets": None if cross is None else
+                                [d for d in cross.split(",") if d and d != "none"],
                                 }.items() if v is not None}
     for prefix in recipe_prefixes if recipe_prefixes is not None else [""]:
         if student:
             ops[f"{prefix}student_checkpoint"] = {"config": dict(student)}
         if scores:
             ops[f"{prefix}mteb_scores"] = {"config": dict(scores)}
-    if args.lenient:
-        ops["qa_corpus"] = {"config": {"validation_mode": "lenient"}}
+    corpus = {k: v for k, v in {"validation_mode": "lenient" if args.lenient else None,
+                                "dev_share": getattr(args, "dev_share", None)}.items() if v is not None}
+    if corpus:
+        ops["qa_corpus"] = {"config": corpus}
     if args.top_k is not None:
         ops["candidate_lists"] = {"config": {"top_k": args.top_k}}
     return {"ops": ops}
+
+
+def _ingest(defs, instance, args, found: list[str]) -> int:
+    import dagster as dg
+
+    from resources.artifacts import DatasetArtifacts
+
+    unknown = sorted(set(args.dataset or []) - set(found))
+    if unknown:
+        print(f"dataset(s) {unknown} not found in the data root (found: {', '.join(found) or 'none'})",
+              file=sys.stderr)
+        return 2
+    job = defs.resolve_implicit_global_asset_job_def()
+    config = {k: v for k, v in {"validation_mode": "lenient" if args.lenient else None,
+                                "dev_share": args.dev_share}.items() if v is not None}
+    for dataset in args.dataset or found:
+        result = job.execute_in_process(partition_key=dataset, instance=instance,
+                                        run_config={"ops": {"qa_corpus": {"config": config}}},
+                                        raise_on_error=False, asset_selection=[dg.AssetKey("qa_corpus")],
+                                        tags={"launched_by": "retriever-assets cli"})
+        if not result.success:
+            for event in result.all_events:
+                if event.is_failure and event.step_key and event.event_specific_data.error is not None:
+                    print(failure_summary(event.step_key, event.event_specific_data.error), file=sys.stderr)
+            return 1
+        manifest = DatasetArtifacts(defs.resources["storage"], dataset).read_corpus()[3]
+        dev = (f", {manifest['dev_queries']} training queries held out as '{manifest['dev_split']}'"
+               if manifest.get("dev_split") else "")
+        print(f"{dataset}: {manifest['documents']} documents, {manifest['queries']} queries{dev}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,7 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="materialize all assets for the bundled demo-qa data set")
     reg = sub.add_parser("register", help="register the data root's dataset folders as partitions")
     run = sub.add_parser("run", help="materialize all assets for one dataset")
-    for p in (demo, reg, run):
+    ingest = sub.add_parser("ingest", help="materialize only qa_corpus (validate, hold out the dev split) for "
+                                           "datasets of the data root, e.g. before runs that cross-score on them")
+    ingest.add_argument("--dataset", action="append", help="repeatable; default: every dataset found")
+    ingest.add_argument("--lenient", action="store_true", help="skip and count bad records instead of failing")
+    ingest.add_argument("--dev-share", type=float, help="as for run")
+    for p in (demo, reg, run, ingest):
         p.add_argument("--data-root", help="folder of BEIR dataset folders (default: the bundled one)")
         p.add_argument("--storage", help="artifact root (default .retriever_data)")
     for p in (demo, run):
@@ -132,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--skip-teacher-scores", action="store_true",
                        help="score base and students only (a large teacher takes long to encode the test corpus)")
         p.add_argument("--lenient", action="store_true", help="skip and count bad records instead of failing")
+        p.add_argument("--cross-datasets", help="also score base and students on these datasets' test splits "
+                       "(comma-separated, or 'none'; default: every other registered dataset already ingested)")
+        p.add_argument("--dev-share", type=float,
+                       help="hold out this share of the training queries as a dev split: recipes are chosen on it "
+                            "(default: RETRIEVER_DEV_SHARE, else 0 = no dev split); keep it fixed per dataset")
     sub.add_parser("recipes", help="list the built-in mining recipes (usable with run --recipe NAME)")
     run.add_argument("--dataset", required=True)
     run.add_argument("--recipe", action="append",
@@ -183,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "register":
         print(f"datasets: {', '.join(found) or 'none'} ({len(new)} new)")
         return 0
+    if args.command == "ingest":
+        return _ingest(defs, instance, args, found)
 
     dataset = "demo-qa" if args.command == "demo" else args.dataset
     if dataset not in found:
@@ -196,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     # every name in wanted_names is known: checked above, before the definitions loaded
     chosen = [lineage for lineage in LINEAGES if not wanted_names or lineage.recipe.name in wanted_names]
     if wanted_names:
-        selection = [dg.AssetKey(k) for k in ("qa_corpus", "teacher_embeddings", "candidate_lists", "leaderboard")]
+        selection = [dg.AssetKey(k) for k in ("qa_corpus", "teacher_embeddings", "candidate_lists", "leaderboard",
+                                                 "best_student")]
         selection += [key for lineage in chosen for key in lineage.asset_keys()]
     prefixes = [lineage.op_prefix for lineage in chosen]
     result = job.execute_in_process(
@@ -215,6 +263,13 @@ def main(argv: list[str] | None = None) -> int:
     for lineage in chosen:
         _print_scores(artifacts, lineage.recipe.name)
         warnings += _coverage_warning(artifacts, lineage.recipe.name)
+    if artifacts.best_student_file.exists():
+        import json
+
+        best = json.loads(artifacts.best_student_file.read_text())
+        if best.get("selected"):
+            print(f"best student by dev nDCG@10 ({best['dev_ndcg_at_10']:.4f}): {best['selected']} -> "
+                  f"{best['model_dir']}")
     for line in warnings:  # last, where a user looks: a rule that left most queries without a mined negative
         print(line, file=sys.stderr)
     print(f"run id: {result.run_id} (open it with: dagster dev -w workspace.yaml)")

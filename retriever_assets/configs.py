@@ -15,6 +15,12 @@ class QaCorpusConfig(dg.Config):
     validation_mode: Literal["strict", "lenient"] = "strict"  # strict: stop at the first bad record
     train_split: str = "train"  # qrels/<train_split>.tsv: mining and fine-tuning
     test_split: str = "test"  # qrels/<test_split>.tsv: MTEB scores
+    # share of the training queries held out as a `dev` split (chosen by a salted hash of the query id): not mined,
+    # not trained on; every student is scored on it and the leaderboard picks the best recipe by it.
+    # None: RETRIEVER_DEV_SHARE, else 0 (no dev split). Keep it fixed for a dataset: changing it changes the
+    # training split, so every lineage re-mines and re-trains.
+    dev_share: float | None = None
+    dev_seed: int = 0  # salt of the dev choice
 
 
 class EmbeddingConfig(dg.Config):
@@ -88,6 +94,9 @@ class ScoresConfig(dg.Config):
     evaluate_teachers: bool = True  # also score each dense teacher (same weights are scored once)
     max_seq_length: int | None = None  # scoring length of base, student and teachers (None: the students'
     # training length; teachers keep their own configured length)
+    # base and student are also scored on these datasets' test splits (a forgetting check, shown as a matrix by the
+    # leaderboard); None: every other registered dataset whose qa_corpus is materialized; []: none
+    cross_datasets: list[str] | None = None
 
 
 class LeaderboardConfig(dg.Config):

@@ -30,9 +30,9 @@ RECIPES = with_builtin_recipes(load_recipes(os.environ.get("RETRIEVER_RECIPES"),
 LINEAGES = lineages_of(RECIPES)
 recipe_assets = [a for lineage in LINEAGES for a in build_recipe_assets(lineage)]
 recipe_checks = [c for lineage in LINEAGES for c in build_recipe_checks(lineage)]
-leaderboard = build_leaderboard_asset(LINEAGES)
+leaderboard, best_student = build_leaderboard_asset(LINEAGES)
 
-ALL_ASSETS = [raw_qa_folder, qa_corpus, teacher_embeddings, candidate_lists, *recipe_assets, leaderboard]
+ALL_ASSETS = [raw_qa_folder, qa_corpus, teacher_embeddings, candidate_lists, *recipe_assets, leaderboard, best_student]
 ALL_CHECKS = recipe_checks
 
 defs = dg.Definitions(

@@ -25,6 +25,13 @@ BUILTIN_RECIPES: dict[str, MiningRecipe] = {r.name: r for r in [
                  ensemble="intra"),
     MiningRecipe(name="percpos-0.95-seed2", method="percpos", param=0.95, student_seed=2),
     MiningRecipe(name="naive-seed2", method="naive", student_seed=2),
+    MiningRecipe(name="percpos-intra-minilm-bm25-seed2", teachers=("minilm", "bm25"), method="percpos", param=0.95,
+                 ensemble="intra", student_seed=2),
+    # BM25 alone as the teacher (on SQuAD, whose questions reuse the paragraph's words, the strongest one here)
+    MiningRecipe(name="percpos-bm25", teachers=("bm25",), method="percpos", param=0.95),
+    MiningRecipe(name="percpos-bm25-seed2", teachers=("bm25",), method="percpos", param=0.95, student_seed=2),
+    MiningRecipe(name="naive-bm25", teachers=("bm25",), method="naive"),
+    MiningRecipe(name="naive-bm25-seed2", teachers=("bm25",), method="naive", student_seed=2),
     # a stronger teacher than the MiniLM student (issue 17): need RETRIEVER_TEACHERS=minilm,bm25,mpnet
     MiningRecipe(name="percpos-mpnet", teachers=("mpnet",), method="percpos", param=0.95),
     MiningRecipe(name="naive-mpnet", teachers=("mpnet",), method="naive"),

@@ -13,7 +13,8 @@ from retriever_assets.core import plots
 from retriever_assets.lineage import RecipeLineage
 
 
-def build_leaderboard_asset(lineages: list[RecipeLineage]) -> dg.AssetsDefinition:
+def build_leaderboard_asset(lineages: list[RecipeLineage]) -> list[dg.AssetsDefinition]:
+    """The leaderboard over every lineage's scores and the `best_student` chosen from it on the dev split."""
     names = [lineage.recipe.name for lineage in lineages]
 
     @stage_asset(
@@ -41,6 +42,12 @@ def build_leaderboard_asset(lineages: list[RecipeLineage]) -> dg.AssetsDefinitio
                                 for r in report.values["seeds"].to_dicts()]),
                 "chart": dg.MetadataValue.md(plots.bar_chart(board["model"].to_list(),
                                                              board["ndcg_at_10"].to_list(), title="nDCG@10")),
+                "best_by_dev": dg.MetadataValue.json(report.values["selection"] or {
+                    "selected": None, "reason": "no dev split: set qa_corpus dev_share (or RETRIEVER_DEV_SHARE)"}),
+                "cross_dataset_ndcg_at_10": (
+                    table([{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()}
+                           for r in report.values["cross_dataset"].to_dicts()])
+                    if report.values["cross_dataset"].width > 2 else "no model scored on another dataset yet"),
                 "false_negative_audit": dg.MetadataValue.json(
                     {name: {k: v for k, v in audit.items() if k != "examples"}
                      for name, audit in report.values["audits"].items()}
@@ -51,4 +58,20 @@ def build_leaderboard_asset(lineages: list[RecipeLineage]) -> dg.AssetsDefinitio
             }
         )
 
-    return leaderboard
+    @stage_asset(name="best_student", deps=[leaderboard], group_name="evaluate", kinds={"json"}, eager=False,
+                 description="The checkpoint of the recipe with the best nDCG@10 on the held-out dev split.")
+    def best_student(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+        report = steps.select_best_student(storage, context.partition_key, log=context.log.info)
+        p = report.values
+        artifacts = DatasetArtifacts(storage, context.partition_key)
+        metadata = {"pointer": dg.MetadataValue.path(str(artifacts.best_student_file)),
+                    "selected": p["selected"] or "none", "seconds": round(report.seconds, 2)}
+        if p["selected"]:
+            metadata |= {"model_dir": dg.MetadataValue.path(p["model_dir"]), "dev_ndcg_at_10": p["dev_ndcg_at_10"],
+                         "test_ndcg_at_10": p["test_ndcg_at_10"]}
+        else:
+            metadata["reason"] = p["reason"]
+        return dg.MaterializeResult(metadata=metadata,
+                                    data_version=dg.DataVersion(p.get("fingerprint") or "none"))
+
+    return [leaderboard, best_student]

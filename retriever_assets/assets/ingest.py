@@ -1,6 +1,8 @@
 """Stage 1: the raw QA corpus, validated and stored with a content hash per document."""
 
 
+import os
+
 import dagster as dg
 import polars as pl
 
@@ -37,6 +39,9 @@ def qa_corpus(
     loaded, report = steps.ingest_corpus(
         storage, dataset, folder, mode=config.validation_mode,
         train_split=config.train_split, test_split=config.test_split,
+        dev_share=config.dev_share if config.dev_share is not None else float(os.environ.get("RETRIEVER_DEV_SHARE")
+                                                                               or 0.0),
+        dev_seed=config.dev_seed,
     )
     split_rows = (
         loaded.qrels.group_by("split")
@@ -62,6 +67,10 @@ def qa_corpus(
             "first_issues": dg.MetadataValue.md("\n".join(f"- `{e}`" for e in loaded.report.examples) or "none"),
             "source": dg.MetadataValue.path(str(folder)),
             "corpus_version": report.values["version"],
+            "dev_split": (f"{report.values['dev_queries']} training queries held out as "
+                          f"'{report.values['dev_split']}' (share {report.values['dev_share']}, seed "
+                          f"{report.values['dev_seed']})" if "dev_split" in report.values
+                          else "none (set dev_share or RETRIEVER_DEV_SHARE to choose recipes on held-out queries)"),
             "disk_mib": DatasetArtifacts.size_mib(DatasetArtifacts(storage, dataset).corpus_dir),
             "seconds": round(report.seconds, 2),
         },

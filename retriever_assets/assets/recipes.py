@@ -21,6 +21,7 @@ from retriever_assets.configs import HardNegativesConfig, ScoresConfig, StudentC
 from retriever_assets.core import plots
 from retriever_assets.core.mining import MiningRecipe, negative_coverage
 from retriever_assets.lineage import RecipeLineage
+from retriever_assets.partitions import dataset_partitions
 
 
 def _apply_overrides(recipe: MiningRecipe, config: HardNegativesConfig) -> MiningRecipe:
@@ -134,16 +135,19 @@ def build_recipe_assets(lineage: RecipeLineage) -> list:
             data_version=dg.DataVersion(v["fingerprint"]),
         )
 
-    scores_description = (f"MTEB retrieval scores on the test split: base vs student of recipe '{recipe.name}' "
-                          "(and the dense teachers).")
+    scores_description = (f"MTEB retrieval scores on the test split (and the held-out dev split): base vs student "
+                          f"of recipe '{recipe.name}' (and the dense teachers); student and base also on the other "
+                          "datasets' test splits.")
 
     @stage_asset(name="mteb_scores", key_prefix=prefix, deps=[student_checkpoint], group_name="evaluate", tags=tags,
                  kinds={"mteb"}, description=scores_description)
     def mteb_scores(context: dg.AssetExecutionContext, config: ScoresConfig, storage: StorageResource,
                     models: ModelsResource) -> dg.MaterializeResult:
+        cross = (config.cross_datasets if config.cross_datasets is not None
+                 else context.instance.get_dynamic_partitions(dataset_partitions.name))
         report = steps.score_models(storage, models, context.partition_key, recipe.name, batch_size=config.batch_size,
-                                    evaluate_teachers=config.evaluate_teachers,
-                                    max_seq_length=config.max_seq_length, log=context.log.info)
+                                    evaluate_teachers=config.evaluate_teachers, max_seq_length=config.max_seq_length,
+                                    cross_datasets=cross, log=context.log.info)
         results = report.values["results"]
         base = results["base student"]
         rows = []
@@ -155,6 +159,8 @@ def build_recipe_assets(lineage: RecipeLineage) -> list:
                 "recall_at_100": round(r["recall_at_100"], 4),
                 "mrr_at_10": round(r["mrr_at_10"], 4),
                 "map_at_10": round(r["map_at_10"], 4),
+                **({"dev_ndcg_at_10": round(r["dev"]["ndcg_at_10"], 4)} if "dev" in r else {}),
+                **{f"{other} ndcg_at_10": round(c["ndcg_at_10"], 4) for other, c in r.get("cross", {}).items()},
             })
         student = results[f"student ({recipe.name})"]
         metadata = {
@@ -167,6 +173,10 @@ def build_recipe_assets(lineage: RecipeLineage) -> list:
             "recall_at_100": student["recall_at_100"],
             "mrr_at_10": student["mrr_at_10"],
             "map_at_10": student["map_at_10"],
+            "dev_ndcg_at_10": (student["dev"]["ndcg_at_10"] if "dev" in student
+                               else "no dev split (qa_corpus dev_share)"),
+            "cross_dataset_ndcg_at_10": dg.MetadataValue.json(
+                {other: round(c["ndcg_at_10"], 4) for other, c in student.get("cross", {}).items()}),
             "chart": dg.MetadataValue.md(
                 plots.bar_chart([r["model"] for r in rows], [r["ndcg_at_10"] for r in rows], title="nDCG@10")
             ),

@@ -273,3 +273,34 @@ def folder_fingerprint(folder: Path | str) -> str:
 def positives_of(qrels: pl.DataFrame, split: str) -> pl.DataFrame:
     """(query_id, doc_id) pairs with a positive judgement in `split`."""
     return qrels.filter((pl.col("split") == split) & (pl.col("score") > 0)).select("query_id", "doc_id")
+
+
+def dev_split_name(train_split: str, test_split: str) -> str:
+    """The held-out split's label: `dev`, unless the folder's own splits already use that name."""
+    return "dev" if "dev" not in (train_split, test_split) else "heldout-dev"
+
+
+def hold_out_dev(qrels: pl.DataFrame, train_split: str, share: float, *, seed: int = 0,
+                 dev_split: str = "dev") -> pl.DataFrame:
+    """Relabel a deterministic `share` of the training queries (all their judgements) as split `dev_split`.
+
+    A query is held out when a salted hash of its id falls below `share`: the choice depends on the id and the
+    seed only (not on file order, and a query added later does not move the others), and it is independent of the
+    unsalted hash order `select_training_queries` uses for training subsets. Held-out queries take no part in
+    mining or training; recipes are compared on them, so the test split is never used to choose.
+    """
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"dev share must be in [0, 1), got {share}")
+    if share == 0.0:
+        return qrels
+    ids = qrels.filter(pl.col("split") == train_split)["query_id"].unique().sort().to_list()
+    limit = int(share * 2**64)
+    held = [q for q in ids
+            if int.from_bytes(hashlib.blake2b(f"dev:{seed}:{q}".encode(), digest_size=8).digest()) < limit]
+    if not held or len(held) == len(ids):
+        raise ValueError(f"a dev share of {share} holds out {len(held)} of the {len(ids)} training queries of split "
+                         f"'{train_split}': choose a share that leaves both dev and training queries")
+    return qrels.with_columns(
+        split=pl.when((pl.col("split") == train_split) & pl.col("query_id").is_in(held))
+        .then(pl.lit(dev_split)).otherwise(pl.col("split"))
+    )

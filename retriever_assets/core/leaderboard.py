@@ -76,6 +76,8 @@ def build_leaderboard(scores: dict[str, dict], mining: dict[str, dict], training
                 continue
             row = {"model": name, "recipe": recipe if is_student else None}
             row |= {m: float(result[m]) for m in METRICS}
+            if "dev" in result:  # the held-out dev split: what recipes are chosen by
+                row["dev_ndcg_at_10"] = float(result["dev"]["ndcg_at_10"])
             if is_student:
                 stats, train = mining.get(recipe, {}), training.get(recipe, {})
                 row["family"] = families.get(recipe, recipe)
@@ -93,7 +95,57 @@ def build_leaderboard(scores: dict[str, dict], mining: dict[str, dict], training
     base = frame.filter(pl.col("model") == "base student")["ndcg_at_10"]
     if base.len():
         frame = frame.with_columns(delta_ndcg_at_10=pl.col("ndcg_at_10") - base[0])
+    best = best_by_dev(frame)
+    if best is not None:
+        frame = frame.with_columns(best_by_dev=pl.col("model") == best["model"])
     return frame.sort("ndcg_at_10", descending=True)
+
+
+def best_by_dev(board: pl.DataFrame) -> dict | None:
+    """The student row with the highest nDCG@10 on the held-out dev split (ties: recipe name), or None without one.
+
+    Only dev scores choose: the test split stays an unbiased report of the chosen student.
+    """
+    if "dev_ndcg_at_10" not in board.columns:
+        return None
+    students = board.filter(pl.col("recipe").is_not_null() & pl.col("dev_ndcg_at_10").is_not_null())
+    if students.height == 0:
+        return None
+    return students.sort(["dev_ndcg_at_10", "recipe"], descending=[True, False]).row(0, named=True)
+
+
+def dev_selection_summary(board: pl.DataFrame) -> dict | None:
+    """The dev-selected student against the one the test split would have picked (what choosing on dev cost)."""
+    chosen = best_by_dev(board)
+    if chosen is None:
+        return None
+    students = board.filter(pl.col("recipe").is_not_null())
+    test_best = students.sort(["ndcg_at_10", "recipe"], descending=[True, False]).row(0, named=True)
+    return {
+        "dev_selected": chosen["recipe"], "dev_selected_dev_ndcg_at_10": chosen["dev_ndcg_at_10"],
+        "dev_selected_test_ndcg_at_10": chosen["ndcg_at_10"],
+        "test_best": test_best["recipe"], "test_best_test_ndcg_at_10": test_best["ndcg_at_10"],
+        "test_points_lost_by_choosing_on_dev": round(100 * (test_best["ndcg_at_10"] - chosen["ndcg_at_10"]), 2),
+    }
+
+
+def cross_dataset_matrix(dataset: str, scores: dict[str, dict]) -> pl.DataFrame:
+    """nDCG@10 of the base model and every recipe's student on this dataset's test split and on each other
+    dataset's test split it was scored on (one row per model, one column per dataset)."""
+    rows: dict[str, dict] = {}
+    for recipe, data in scores.items():
+        for label, result in data["results"].items():
+            if label.startswith("teacher"):
+                continue
+            name = f"student: {recipe}" if label.startswith("student") else label
+            if name in rows:  # the base model is the same under every recipe: its first row stands
+                continue
+            rows[name] = {"model": name, dataset: float(result["ndcg_at_10"])} | {
+                other: float(r["ndcg_at_10"]) for other, r in result.get("cross", {}).items()}
+    if not rows:
+        return pl.DataFrame()
+    frame = pl.DataFrame(list(rows.values()), infer_schema_length=None)
+    return frame.sort(dataset, descending=True)
 
 
 def to_markdown(frame: pl.DataFrame) -> str:

@@ -9,7 +9,7 @@ orchestration overhead. No Dagster import here.
 from retriever_assets.steps.bm25 import index_bm25_teacher
 from retriever_assets.steps.candidates import build_candidates
 from retriever_assets.steps.common import Log, StepReport, doc_texts, teachers_path, training_queries
-from retriever_assets.steps.compare import compare_recipes
+from retriever_assets.steps.compare import compare_recipes, select_best_student
 from retriever_assets.steps.dense import embed_dense_teacher
 from retriever_assets.steps.embed import embed_teachers
 from retriever_assets.steps.evaluate import score_models
@@ -21,5 +21,5 @@ from retriever_assets.steps.train import train_student
 __all__ = [
     "CandidateRequest", "Log", "StepReport", "Teacher", "build_candidates", "compare_recipes", "configured_teachers",
     "doc_texts", "embed_dense_teacher", "embed_teachers", "index_bm25_teacher", "ingest_corpus", "mine_negatives",
-    "score_models", "teachers_path", "train_student", "training_queries",
+    "score_models", "select_best_student", "teachers_path", "train_student", "training_queries",
 ]

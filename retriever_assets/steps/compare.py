@@ -32,6 +32,8 @@ def compare_recipes(
     """Leaderboard over every recipe that has scores, with the false-negative audit when a judge is set."""
     from retriever_assets.core.leaderboard import (
         build_leaderboard,
+        cross_dataset_matrix,
+        dev_selection_summary,
         false_negative_audit,
         summarize_seeds,
         to_markdown,
@@ -101,12 +103,53 @@ def compare_recipes(
     board.write_csv(out / "leaderboard.csv")
     seeds = summarize_seeds(board)
     (out / "leaderboard.md").write_text(to_markdown(board) + "\n")
-    for stale in ("seeds.csv", "seeds.md"):
+    matrix = cross_dataset_matrix(dataset, scores)
+    selection = dev_selection_summary(board)
+    for stale in ("seeds.csv", "seeds.md", "cross_dataset.csv", "cross_dataset.md", "selection.json"):
         (out / stale).unlink(missing_ok=True)
     if seeds.height:
         seeds.write_csv(out / "seeds.csv")
         (out / "seeds.md").write_text(to_markdown(seeds) + "\n")
+    if matrix.width > 2:  # some model was scored on another dataset
+        matrix.write_csv(out / "cross_dataset.csv")
+        (out / "cross_dataset.md").write_text(to_markdown(matrix) + "\n")
+    if selection:
+        write_json(out / "selection.json", selection)
     write_json(out / "audit.json", audits)
     return StepReport(time.perf_counter() - start, {"board": board, "seeds": seeds, "audits": audits,
-                                                    "folder": str(out), "recipes": list(scores)})
+                                                    "folder": str(out), "recipes": list(scores),
+                                                    "cross_dataset": matrix, "selection": selection})
+
+
+def select_best_student(storage: StorageResource, dataset: str, log: Log) -> StepReport:
+    """Point `best_student.json` at the checkpoint of the recipe the leaderboard chose on the dev split.
+
+    Without a dev split nothing is chosen (the test split is never used to choose) and the file says why.
+    """
+    from retriever_assets.core.leaderboard import best_by_dev
+
+    start = time.perf_counter()
+    artifacts = DatasetArtifacts(storage, dataset)
+    board_file = artifacts.leaderboard_dir / "leaderboard.csv"
+    if not board_file.exists():
+        raise RuntimeError(f"{board_file} does not exist: materialize the leaderboard of {dataset!r} first")
+    board = pl.read_csv(board_file)
+    chosen = best_by_dev(board)
+    if chosen is None:
+        pointer = {"selected": None, "reason": "no student has a dev score: materialize qa_corpus with dev_share > 0 "
+                                               "(or RETRIEVER_DEV_SHARE) and re-run the lineages; test scores are "
+                                               "never used to choose"}
+        log(pointer["reason"])
+    else:
+        student = artifacts.read_student_manifest(chosen["recipe"])
+        pointer = {
+            "selected": chosen["recipe"], "selected_by": "dev_ndcg_at_10",
+            "model_dir": student["model_dir"], "fingerprint": student["fingerprint"],
+            "dev_ndcg_at_10": chosen["dev_ndcg_at_10"], "test_ndcg_at_10": chosen["ndcg_at_10"],
+            "base_model": student["base_model"], "settings": student.get("settings"),
+        }
+        log(f"best student by dev nDCG@10: {chosen['recipe']} ({chosen['dev_ndcg_at_10']:.4f}; test "
+            f"{chosen['ndcg_at_10']:.4f}) at {student['model_dir']}")
+    write_json(artifacts.best_student_file, pointer)
+    return StepReport(time.perf_counter() - start, pointer)
 

@@ -14,10 +14,8 @@ from resources.models import ModelsResource
 from resources.storage import StorageResource, write_json
 from retriever_assets.core.encoding import EncoderSpec, model_fingerprint
 from retriever_assets.core.versions import (
-    documents_version,
     hash_rows,
     model_score_key,
-    queries_version,
     scoring_environment,
     test_split_key,
 )
@@ -34,10 +32,13 @@ def score_models(
     batch_size: int,
     evaluate_teachers: bool,
     max_seq_length: int | None = None,
+    cross_datasets: list[str] | None = None,
     log: Log,
 ) -> StepReport:
+    """Scores of base, student and dense teachers on the test split (and the held-out dev split when the corpus
+    has one); student and base also on the test split of each of `cross_datasets` that is ingested."""
     os.environ.setdefault("MTEB_CACHE", str(storage.root_path() / ".mteb_cache"))  # before mteb is imported
-    from retriever_assets.core.evaluation import evaluate_retrieval
+    from retriever_assets.core.evaluation import REPORTED, evaluate_retrieval
 
     start = time.perf_counter()
     artifacts = DatasetArtifacts(storage, dataset)
@@ -58,23 +59,56 @@ def score_models(
                 to_score[f"teacher {spec.name}"] = (dataclasses.replace(spec, max_seq_length=seq)
                                                   if max_seq_length else spec, "")
     out = artifacts.scores_dir(recipe_name)
-    split_qrels = qrels.filter(pl.col("split") == split)
-    split_key = test_split_key(corpus, queries, split_qrels)
+    dev = manifest.get("dev_split")  # held-out training queries (qa_corpus dev_share): what recipes are chosen by
+    scored_splits = [split, *([dev] if dev else [])]
+    split_key = _splits_key(corpus, queries, qrels, scored_splits)
+    # other datasets' test splits (a forgetting check): the student and the base model only
+    others = {}
+    for other in sorted(set(cross_datasets or ()) - {dataset}):
+        other_artifacts = DatasetArtifacts(storage, other)
+        if not (other_artifacts.corpus_dir / "manifest.json").exists():
+            log(f"cross-dataset score on {other!r} skipped: its qa_corpus is not materialized")
+            continue
+        o_corpus, o_queries, o_qrels, o_manifest = other_artifacts.read_corpus()
+        others[other] = (o_corpus, o_queries, o_qrels, o_manifest["test_split"],
+                         _splits_key(o_corpus, o_queries, o_qrels, [o_manifest["test_split"]]))
     env = scoring_environment(models.resolved_device())
-    inputs_key = hash_rows([
-        (documents_version(corpus), env),
-        (queries_version(queries),),
-        (hash_rows(split_qrels.sort("query_id", "doc_id").iter_rows()),),
-        *sorted((label, fp or model_fingerprint(teachers_path(models, spec), spec.revision), spec.query_prompt,
-                 spec.document_prompt, spec.max_seq_length, *([spec.backend] if spec.backend != "torch" else []))
-                for label, (spec, fp) in to_score.items()),
-    ])
+    model_keys = sorted(
+        (label, fp or model_fingerprint(teachers_path(models, spec), spec.revision), spec.query_prompt,
+         spec.document_prompt, spec.max_seq_length, *([spec.backend] if spec.backend != "torch" else []))
+        for label, (spec, fp) in to_score.items())
+    inputs_key = hash_rows([(split_key, env), *model_keys, *((o, v[-1]) for o, v in others.items())])
     previous = artifacts.scores_file(recipe_name)
     if previous.exists():
         last = json.loads(previous.read_text())
         if last.get("inputs_key") == inputs_key:
-            log(f"models and test split unchanged ({inputs_key}): reusing {previous}")
+            log(f"models and scored splits unchanged ({inputs_key}): reusing {previous}")
             return StepReport(time.perf_counter() - start, last | {"reused": True})
+
+    def score(label, spec, fingerprint, key, frames, splits, name, result_dir):
+        # a model scored on the same splits before (e.g. the base student under another recipe) is reused
+        by_model = artifacts.score_cache_file(key)
+        if by_model.exists():
+            found = json.loads(by_model.read_text()) | {"reused": True}
+            log(f"{label} on {name}: nDCG@10 {found['ndcg_at_10']:.4f} (reused, same weights and splits)")
+            return found
+        model, _ = models.load(spec)
+        t0 = time.perf_counter()
+        metrics = evaluate_retrieval(
+            model, corpus=frames[0], queries=frames[1], qrels=frames[2], split=splits[0],
+            extra_splits=tuple(splits[1:]),
+            dataset=name, model_name=f"retriever-assets/{spec.name}", revision=fingerprint[:16],
+            # one result folder per score key: a run at another length, device or mteb version never overwrites it
+            output_dir=result_dir / key, batch_size=batch_size, document_prompt=spec.document_prompt,
+            query_prompt=spec.query_prompt,
+        )
+        found = metrics | {"seconds": round(time.perf_counter() - t0, 1), "fingerprint": fingerprint,
+                           "score_key": key, "scoring_env": env, "max_seq_length": spec.max_seq_length}
+        write_json(by_model, {k: v for k, v in found.items() if k != "mteb_result"})
+        log(f"{label} on {name}: nDCG@10 {metrics['ndcg_at_10']:.4f}"
+            + "".join(f", {s} {m['ndcg_at_10']:.4f}" for s, m in metrics.get("splits", {}).items()))
+        return found
+
     results, seen = {}, {}
     for label, (spec, fingerprint) in to_score.items():
         fingerprint = fingerprint or model_fingerprint(teachers_path(models, spec), spec.revision)
@@ -84,27 +118,23 @@ def score_models(
             results[label] = results[seen[key]] | {"same_as": seen[key]}
             continue
         seen[key] = label
-        # a model scored on the same test split before (e.g. the base student under another recipe) is reused
-        by_model = artifacts.score_cache_file(key)
-        if by_model.exists():
-            results[label] = json.loads(by_model.read_text()) | {"reused": True}
-            log(f"{label}: nDCG@10 {results[label]['ndcg_at_10']:.4f} (reused, same weights and test split)")
+        results[label] = score(label, spec, fingerprint, key, (corpus, queries, qrels), scored_splits, dataset,
+                               out / "mteb")
+        if dev:
+            results[label]["dev"] = results[label]["splits"][dev]
+        if label.startswith("teacher"):
             continue
-        model, _ = models.load(spec)
-        t0 = time.perf_counter()
-        metrics = evaluate_retrieval(
-            model, corpus=corpus, queries=queries, qrels=qrels, split=split, dataset=dataset,
-            # one result folder per score key: a run at another length, device or mteb version never overwrites it
-            model_name=f"retriever-assets/{spec.name}", revision=fingerprint[:16], output_dir=out / "mteb" / key,
-            batch_size=batch_size, document_prompt=spec.document_prompt, query_prompt=spec.query_prompt,
-        )
-        results[label] = metrics | {"seconds": round(time.perf_counter() - t0, 1), "fingerprint": fingerprint,
-                                    "score_key": key, "scoring_env": env, "max_seq_length": spec.max_seq_length}
-        write_json(by_model, {k: v for k, v in results[label].items() if k != "mteb_result"})
-        log(f"{label}: nDCG@10 {metrics['ndcg_at_10']:.4f}")
-    report = {"split": split, "recipe": recipe_name, "results": results, "inputs_key": inputs_key, "reused": False,
-              "max_seq_length": seq}
+        for other, (o_corpus, o_queries, o_qrels, o_split, o_key) in others.items():
+            cross = score(label, spec, fingerprint, model_score_key(fingerprint, spec, o_key, env),
+                          (o_corpus, o_queries, o_qrels), [o_split], other, out / "mteb-cross")
+            results[label].setdefault("cross", {})[other] = {m: cross[m] for m in REPORTED}
+    report = {"split": split, "dev_split": dev, "recipe": recipe_name, "results": results, "inputs_key": inputs_key,
+              "reused": False, "max_seq_length": seq, "cross_datasets": list(others)}
     write_json(artifacts.scores_file(recipe_name), report)
     return StepReport(time.perf_counter() - start, report)
 
 
+def _splits_key(corpus: pl.DataFrame, queries: pl.DataFrame, qrels: pl.DataFrame, splits: list[str]) -> str:
+    """Changes when the documents, the queries or any scored split's judgements change (test alone: as before)."""
+    keys = [test_split_key(corpus, queries, qrels.filter(pl.col("split") == s)) for s in splits]
+    return keys[0] if len(keys) == 1 else hash_rows([tuple(keys)])

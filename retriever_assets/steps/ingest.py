@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
 from resources.artifacts import DatasetArtifacts
 from resources.storage import StorageResource, write_json, write_parquet
-from retriever_assets.core.corpus import BeirCorpus, load_beir_folder
+from retriever_assets.core.corpus import BeirCorpus, dev_split_name, hold_out_dev, load_beir_folder
 from retriever_assets.core.versions import corpus_version
 from retriever_assets.steps.common import StepReport
 
 
 def ingest_corpus(
-    storage: StorageResource, dataset: str, folder: Path, *, mode: str, train_split: str, test_split: str
+    storage: StorageResource, dataset: str, folder: Path, *, mode: str, train_split: str, test_split: str,
+    dev_share: float = 0.0, dev_seed: int = 0,
 ) -> tuple[BeirCorpus, StepReport]:
     start = time.perf_counter()
     loaded = load_beir_folder(folder, splits=(train_split, test_split), mode=mode)
+    dev_split = dev_split_name(train_split, test_split) if dev_share > 0 else None
+    if dev_split:  # held out of mining and training; recipes are chosen on it, never on test
+        try:
+            qrels = hold_out_dev(loaded.qrels, train_split, dev_share, seed=dev_seed, dev_split=dev_split)
+        except ValueError as exc:
+            raise ValueError(f"{folder / 'qrels' / (train_split + '.tsv')}: {exc}") from exc
+        loaded = dataclasses.replace(loaded, qrels=qrels)
     out = DatasetArtifacts(storage, dataset).corpus_dir
     write_parquet(loaded.corpus, out / "corpus.parquet")
     write_parquet(loaded.queries, out / "queries.parquet")
@@ -29,6 +38,9 @@ def ingest_corpus(
         "version": version,
         "documents": loaded.corpus.height,
         "queries": loaded.queries.height,
+        **({"dev_split": dev_split, "dev_share": dev_share, "dev_seed": dev_seed,
+            "dev_queries": loaded.qrels.filter(loaded.qrels["split"] == dev_split)["query_id"].n_unique()}
+           if dev_split else {}),
     }
     write_json(out / "manifest.json", manifest)
     return loaded, StepReport(time.perf_counter() - start, manifest)

@@ -70,6 +70,11 @@ def test_leaderboard_and_audit(pipeline):
     folder = storage / DATASET / "leaderboard"
     assert pl.read_csv(folder / "leaderboard.csv").height == 3
     assert (folder / "leaderboard.md").read_text().startswith("| model |")
+    # no dev split here: nothing is chosen (test scores never choose), and the pointer says why
+    assert "best_by_dev" not in pl.read_csv(folder / "leaderboard.csv").columns
+    best = json.loads((folder / "best_student.json").read_text())
+    assert best["selected"] is None and "dev_share" in best["reason"]
+    assert materializations(result, "best_student")[0].metadata["selected"].value == "none"
 
 
 def test_checks_pass(pipeline):
@@ -97,8 +102,8 @@ def test_a_seed_recipe_gets_its_own_lineage_seed_and_training_subset(pipeline, t
     seeded = dataclasses.replace(default, name="percpos-seed3", student_seed=3)
     lineages = lineages_of([RECIPES[0], seeded])
     lineage = build_recipe_assets(lineages[1])
-    board = build_leaderboard_asset(lineages)
-    assets = [a for a in ALL_ASSETS if a.key != dg.AssetKey("leaderboard")] + lineage + [board]
+    board, best = build_leaderboard_asset(lineages)
+    assets = [a for a in ALL_ASSETS if a.key not in (dg.AssetKey("leaderboard"), best.key)] + lineage + [board, best]
     config = run_config(tiny_encoder)["ops"]
     student = config["student_checkpoint"]["config"] | {"max_train_queries": 20}
     ops = {"percpos_seed3__student_checkpoint": {"config": student},
