@@ -89,3 +89,20 @@ def test_a_rule_that_leaves_most_queries_empty_is_said_loudly(tmp_path):
     assert _coverage_warning(artifacts, "percpos-0.95")[0].startswith("WARNING:")
     (folder / "stats.json").write_text(json.dumps(stats | {"queries_without_negative": 0, "queries_with_full_set": 95}))
     assert _coverage_warning(artifacts, "percpos-0.95") == []
+
+
+def test_ingest_holds_out_the_dev_split_and_a_bad_share_names_the_file(tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(BUNDLED, root / "demo-qa")
+    store = tmp_path / "st"
+    done = _cli(tmp_path, "ingest", "--data-root", str(root), "--storage", str(store), "--dev-share", "0.2")
+    assert done.returncode == 0, done.stderr[-1500:]
+    line = [x for x in done.stdout.splitlines() if x.startswith("demo-qa:")][0]
+    manifest = json.loads((store / "demo-qa" / "corpus" / "manifest.json").read_text())
+    assert f"{manifest['dev_queries']} training queries held out as 'dev'" in line and manifest["dev_share"] == 0.2
+    # the environment variable is the default; a share that holds out everything is refused, naming the qrels file
+    bad = _cli(tmp_path, "ingest", "--data-root", str(root), "--storage", str(store),
+               env={"RETRIEVER_DEV_SHARE": "0.9999999"})
+    assert bad.returncode == 1 and "qrels/train.tsv" in bad.stderr and "holds out 90 of the 90" in bad.stderr, \
+        bad.stderr[-1500:]
+    assert json.loads((store / "demo-qa" / "corpus" / "manifest.json").read_text()) == manifest  # nothing lost
