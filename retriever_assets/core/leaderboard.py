@@ -42,7 +42,8 @@ def recipe_family(recipes: dict[str, dict]) -> dict[str, str]:
 
 
 def summarize_seeds(frame: pl.DataFrame) -> pl.DataFrame:
-    """Per recipe family: students (seeds), mean nDCG@10 and Recall@100, min and max nDCG@10."""
+    """Per recipe family: students (seeds), mean nDCG@10 and Recall@100, min and max nDCG@10 (and the mean dev
+    nDCG@10 when there is a dev split)."""
     students = frame.filter(pl.col("recipe").is_not_null())
     if "family" not in students.columns or students.height == 0:
         return pl.DataFrame()
@@ -54,6 +55,8 @@ def summarize_seeds(frame: pl.DataFrame) -> pl.DataFrame:
             *[pl.col(m).mean().alias(f"{m}_mean") for m in METRICS[:2]],
             pl.col("ndcg_at_10").min().alias("ndcg_at_10_min"),
             pl.col("ndcg_at_10").max().alias("ndcg_at_10_max"),
+            *([pl.col("dev_ndcg_at_10").mean().alias("dev_ndcg_at_10_mean")] if "dev_ndcg_at_10" in students.columns
+              else []),
         )
         .sort("ndcg_at_10_mean", descending=True, maintain_order=True)
     )

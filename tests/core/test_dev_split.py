@@ -9,6 +9,7 @@ from retriever_assets.core.leaderboard import (
     build_leaderboard,
     cross_dataset_matrix,
     dev_selection_summary,
+    summarize_seeds,
 )
 from retriever_assets.core.training import select_training_queries
 
@@ -72,6 +73,7 @@ def test_best_by_dev_chooses_on_dev_even_when_test_disagrees():
     board = build_leaderboard(scores, {}, {})
     assert best_by_dev(board)["recipe"] == "b"
     assert board.filter(pl.col("best_by_dev"))["model"].to_list() == ["student: b"]
+    assert summarize_seeds(board.with_columns(family=pl.col("recipe")))["dev_ndcg_at_10_mean"].to_list() == [0.61, 0.64]
     summary = dev_selection_summary(board)
     assert summary["dev_selected"] == "b" and summary["test_best"] == "a"
     assert summary["test_points_lost_by_choosing_on_dev"] == pytest.approx(2.0)
