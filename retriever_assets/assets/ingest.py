@@ -29,6 +29,14 @@ def raw_qa_folder(context: dg.AssetExecutionContext, data_root: DataRootResource
     )
 
 
+def _env_dev_share() -> float:
+    value = os.environ.get("RETRIEVER_DEV_SHARE") or "0"
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"RETRIEVER_DEV_SHARE={value!r} is not a number (a share such as 0.2, or 0)") from None
+
+
 @stage_asset(deps=[raw_qa_folder], group_name="ingest", kinds={"polars", "parquet"})
 def qa_corpus(
     context: dg.AssetExecutionContext, config: QaCorpusConfig, data_root: DataRootResource, storage: StorageResource
@@ -39,8 +47,7 @@ def qa_corpus(
     loaded, report = steps.ingest_corpus(
         storage, dataset, folder, mode=config.validation_mode,
         train_split=config.train_split, test_split=config.test_split,
-        dev_share=config.dev_share if config.dev_share is not None else float(os.environ.get("RETRIEVER_DEV_SHARE")
-                                                                               or 0.0),
+        dev_share=config.dev_share if config.dev_share is not None else _env_dev_share(),
         dev_seed=config.dev_seed,
     )
     split_rows = (
