@@ -49,6 +49,10 @@ class DatasetArtifacts:
         return self.folder("scores", recipe)
 
     # ---------------------------------------------------------------- files
+    @property
+    def corpus_manifest_file(self) -> Path:
+        return self.corpus_dir / "manifest.json"
+
     def negatives_file(self, recipe: str) -> Path:
         return self.negatives_dir(recipe) / "negatives.parquet"
 
@@ -72,11 +76,16 @@ class DatasetArtifacts:
     # ---------------------------------------------------------------- readers
     def read_corpus(self) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict]:
         """(corpus, queries, qrels, manifest) as written by the qa_corpus step."""
+        manifest = self.read_corpus_manifest()
         folder = self.corpus_dir
-        if not (folder / "manifest.json").exists():
-            raise FileNotFoundError(f"dataset {self.dataset!r} has no qa_corpus yet: materialize qa_corpus first")
         return (pl.read_parquet(folder / "corpus.parquet"), pl.read_parquet(folder / "queries.parquet"),
-                pl.read_parquet(folder / "qrels.parquet"), json.loads((folder / "manifest.json").read_text()))
+                pl.read_parquet(folder / "qrels.parquet"), manifest)
+
+    def read_corpus_manifest(self) -> dict:
+        """The qa_corpus step's manifest (sizes, splits, dev hold-out, version) without reading the frames."""
+        if not self.corpus_manifest_file.exists():
+            raise FileNotFoundError(f"dataset {self.dataset!r} has no qa_corpus yet: materialize qa_corpus first")
+        return json.loads(self.corpus_manifest_file.read_text())
 
     def read_candidates(self) -> tuple[pl.DataFrame, pl.DataFrame]:
         """(candidates, positives' teacher scores) as written by the candidate_lists step."""

@@ -8,6 +8,7 @@ Runs are recorded in the Dagster instance at $DAGSTER_HOME, so `dagster dev` sho
 """
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -102,13 +103,24 @@ def run_config(args, recipe_prefixes: list[str] | None = None) -> dict:
             ops[f"{prefix}student_checkpoint"] = {"config": dict(student)}
         if scores:
             ops[f"{prefix}mteb_scores"] = {"config": dict(scores)}
-    corpus = {k: v for k, v in {"validation_mode": "lenient" if args.lenient else None,
-                                "dev_share": getattr(args, "dev_share", None)}.items() if v is not None}
-    if corpus:
+    if corpus := _corpus_config(args):
         ops["qa_corpus"] = {"config": corpus}
     if args.top_k is not None:
         ops["candidate_lists"] = {"config": {"top_k": args.top_k}}
     return {"ops": ops}
+
+
+def _corpus_config(args) -> dict:
+    """qa_corpus run config from --lenient and --dev-share (run, demo and ingest)."""
+    return {k: v for k, v in {"validation_mode": "lenient" if args.lenient else None,
+                              "dev_share": getattr(args, "dev_share", None)}.items() if v is not None}
+
+
+def _print_failures(result) -> None:
+    """Each failed step's root cause, one line per step, on stderr."""
+    for event in result.all_events:
+        if event.is_failure and event.step_key and event.event_specific_data.error is not None:
+            print(failure_summary(event.step_key, event.event_specific_data.error), file=sys.stderr)
 
 
 def _ingest(defs, instance, args, found: list[str]) -> int:
@@ -122,19 +134,16 @@ def _ingest(defs, instance, args, found: list[str]) -> int:
               file=sys.stderr)
         return 2
     job = defs.resolve_implicit_global_asset_job_def()
-    config = {k: v for k, v in {"validation_mode": "lenient" if args.lenient else None,
-                                "dev_share": args.dev_share}.items() if v is not None}
+    config = _corpus_config(args)
     for dataset in args.dataset or found:
         result = job.execute_in_process(partition_key=dataset, instance=instance,
                                         run_config={"ops": {"qa_corpus": {"config": config}}},
                                         raise_on_error=False, asset_selection=[dg.AssetKey("qa_corpus")],
                                         tags={"launched_by": "retriever-assets cli"})
         if not result.success:
-            for event in result.all_events:
-                if event.is_failure and event.step_key and event.event_specific_data.error is not None:
-                    print(failure_summary(event.step_key, event.event_specific_data.error), file=sys.stderr)
+            _print_failures(result)
             return 1
-        manifest = DatasetArtifacts(defs.resources["storage"], dataset).read_corpus()[3]
+        manifest = DatasetArtifacts(defs.resources["storage"], dataset).read_corpus_manifest()
         dev = (f", {manifest['dev_queries']} training queries held out as '{manifest['dev_split']}'"
                if manifest.get("dev_split") else "")
         print(f"{dataset}: {manifest['documents']} documents, {manifest['queries']} queries{dev}")
@@ -252,9 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         tags={"launched_by": "retriever-assets cli"}, asset_selection=selection,
     )
     if not result.success:
-        for event in result.all_events:
-            if event.is_failure and event.step_key and event.event_specific_data.error is not None:
-                print(failure_summary(event.step_key, event.event_specific_data.error), file=sys.stderr)
+        _print_failures(result)
         print(f"run {result.run_id} failed; the full trace is in the Dagster UI (run {result.run_id})", file=sys.stderr)
         return 1
     from resources.artifacts import DatasetArtifacts
@@ -264,8 +271,6 @@ def main(argv: list[str] | None = None) -> int:
         _print_scores(artifacts, lineage.recipe.name)
         warnings += _coverage_warning(artifacts, lineage.recipe.name)
     if artifacts.best_student_file.exists():
-        import json
-
         best = json.loads(artifacts.best_student_file.read_text())
         if best.get("selected"):
             print(f"best student by dev nDCG@10 ({best['dev_ndcg_at_10']:.4f}): {best['selected']} -> "

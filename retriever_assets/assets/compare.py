@@ -13,6 +13,11 @@ from retriever_assets.core import plots
 from retriever_assets.lineage import RecipeLineage
 
 
+def _rounded(rows: list[dict]) -> list[dict]:
+    """Scores shown to 4 decimals in the UI's tables."""
+    return [{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in rows]
+
+
 def build_leaderboard_asset(lineages: list[RecipeLineage]) -> list[dg.AssetsDefinition]:
     """The leaderboard over every lineage's scores and the `best_student` chosen from it on the dev split."""
     names = [lineage.recipe.name for lineage in lineages]
@@ -36,17 +41,14 @@ def build_leaderboard_asset(lineages: list[RecipeLineage]) -> list[dg.AssetsDefi
             metadata={
                 "dagster/row_count": board.height,
                 "recipes_compared": len(report.values["recipes"]),
-                "leaderboard": table([{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()}
-                                      for r in rows]),
-                "seeds": table([{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()}
-                                for r in report.values["seeds"].to_dicts()]),
+                "leaderboard": table(_rounded(rows)),
+                "seeds": table(_rounded(report.values["seeds"].to_dicts())),
                 "chart": dg.MetadataValue.md(plots.bar_chart(board["model"].to_list(),
                                                              board["ndcg_at_10"].to_list(), title="nDCG@10")),
                 "best_by_dev": dg.MetadataValue.json(report.values["selection"] or {
                     "selected": None, "reason": "no dev split: set qa_corpus dev_share (or RETRIEVER_DEV_SHARE)"}),
                 "cross_dataset_ndcg_at_10": (
-                    table([{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()}
-                           for r in report.values["cross_dataset"].to_dicts()])
+                    table(_rounded(report.values["cross_dataset"].to_dicts()))
                     if report.values["cross_dataset"].width > 2 else "no model scored on another dataset yet"),
                 "false_negative_audit": dg.MetadataValue.json(
                     {name: {k: v for k, v in audit.items() if k != "examples"}

@@ -66,7 +66,7 @@ def score_models(
     others = {}
     for other in sorted(set(cross_datasets or ()) - {dataset}):
         other_artifacts = DatasetArtifacts(storage, other)
-        if not (other_artifacts.corpus_dir / "manifest.json").exists():
+        if not other_artifacts.corpus_manifest_file.exists():
             log(f"cross-dataset score on {other!r} skipped: its qa_corpus is not materialized")
             continue
         o_corpus, o_queries, o_qrels, o_manifest = other_artifacts.read_corpus()

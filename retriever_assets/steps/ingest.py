@@ -26,7 +26,8 @@ def ingest_corpus(
         except ValueError as exc:
             raise ValueError(f"{folder / 'qrels' / (train_split + '.tsv')}: {exc}") from exc
         loaded = dataclasses.replace(loaded, qrels=qrels)
-    out = DatasetArtifacts(storage, dataset).corpus_dir
+    artifacts = DatasetArtifacts(storage, dataset)
+    out = artifacts.corpus_dir
     write_parquet(loaded.corpus, out / "corpus.parquet")
     write_parquet(loaded.queries, out / "queries.parquet")
     write_parquet(loaded.qrels, out / "qrels.parquet")
@@ -42,6 +43,6 @@ def ingest_corpus(
             "dev_queries": loaded.qrels.filter(loaded.qrels["split"] == dev_split)["query_id"].n_unique()}
            if dev_split else {}),
     }
-    write_json(out / "manifest.json", manifest)
+    write_json(artifacts.corpus_manifest_file, manifest)
     return loaded, StepReport(time.perf_counter() - start, manifest)
 
