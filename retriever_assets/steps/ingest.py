@@ -19,7 +19,7 @@ def ingest_corpus(
 ) -> tuple[BeirCorpus, StepReport]:
     start = time.perf_counter()
     loaded = load_beir_folder(folder, splits=(train_split, test_split), mode=mode)
-    dev_split = dev_split_name(train_split, test_split) if dev_share > 0 else None
+    dev_split = dev_split_name(train_split, test_split) if dev_share != 0 else None  # a bad share is refused below
     if dev_split:  # held out of mining and training; recipes are chosen on it, never on test
         try:
             qrels = hold_out_dev(loaded.qrels, train_split, dev_share, seed=dev_seed, dev_split=dev_split)

@@ -90,3 +90,13 @@ def test_cross_dataset_matrix_has_a_row_per_model_and_a_column_per_dataset():
     rows = {r["model"]: r for r in matrix.to_dicts()}
     assert set(rows) == {"base student", "student: a", "student: b"}  # teachers are not scored elsewhere
     assert rows["student: b"]["other"] == 0.45 and rows["base student"]["other"] == 0.5
+
+
+def test_ingest_refuses_a_negative_share_naming_the_qrels_file(demo_root, tmp_path):
+    from resources import StorageResource
+    from retriever_assets.steps import ingest_corpus
+
+    with pytest.raises(ValueError, match=r"qrels/train.tsv: dev share must be in \[0, 1\), got -0.1"):
+        ingest_corpus(StorageResource(root=str(tmp_path)), "demo-qa", demo_root / "demo-qa", mode="strict",
+                      train_split="train", test_split="test", dev_share=-0.1)
+    assert not (tmp_path / "demo-qa" / "corpus" / "manifest.json").exists()  # nothing half-written
