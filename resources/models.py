@@ -26,6 +26,8 @@ class TeacherConfig(dg.Config):
     normalize: bool = True
     trust_remote_code: bool = False  # only for a model you trust: it runs the model repo's Python code
     backend: Literal["torch", "onnx", "onnx-int8"] = "torch"  # onnx*: ONNX Runtime on the CPU (int8: faster)
+    document_template: str = ""  # "" = "{title} {text}"; placeholders {title}, {text}, {title_or_none}
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: fp16 on CUDA; bf16/fp32 for models fp16 overflows
 
     def spec(self) -> EncoderSpec:
         return EncoderSpec(
@@ -39,6 +41,8 @@ class TeacherConfig(dg.Config):
             normalize=self.normalize,
             trust_remote_code=self.trust_remote_code,
             backend=self.backend,
+            document_template=self.document_template,
+            precision=self.precision,
         )
 
 
@@ -47,12 +51,26 @@ def default_teachers(dense_model: str = "all-MiniLM-L6-v2") -> list[TeacherConfi
     return [TeacherConfig(name="minilm", model=dense_model), TeacherConfig(name="bm25", kind="bm25")]
 
 
-# teachers that can be named alone in RETRIEVER_TEACHERS (both dense models install offline)
-TEACHER_PRESETS = {"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2", "bm25": None}
+# teachers that can be named alone in RETRIEVER_TEACHERS (the dense models install offline; gemma by `make gemma`)
+TEACHER_PRESETS = {"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2", "gemma": "embeddinggemma-300m",
+                   "bm25": None}
+# google/embeddinggemma-300m as published: its retrieval prompts and title template (config_sentence_transformers
+# .json), never fp16 (its activations overflow: bf16 on CUDA, fp32 on CPU); Gemma Terms of Use
+GEMMA_SETTINGS = {"query_prompt": "task: search result | query: ",
+                  "document_template": "title: {title_or_none} | text: {text}", "precision": "bf16"}
+
+
+def preset_teacher(name: str, dense_model: str = "all-MiniLM-L6-v2") -> TeacherConfig:
+    """The teacher a preset name stands for (minilm takes RETRIEVER_TEACHER_MODEL's model)."""
+    if name == "bm25":
+        return TeacherConfig(name="bm25", kind="bm25")
+    if name == "gemma":
+        return TeacherConfig(name="gemma", model=TEACHER_PRESETS["gemma"], **GEMMA_SETTINGS)
+    return TeacherConfig(name=name, model=dense_model if name == "minilm" else TEACHER_PRESETS[name])
 
 
 def teachers_from_list(spec: str | None, dense_model: str = "all-MiniLM-L6-v2") -> list[TeacherConfig]:
-    """Teachers from a comma-separated list (RETRIEVER_TEACHERS): a preset name (`minilm`, `mpnet`, `bm25`) or
+    """Teachers from a comma-separated list (RETRIEVER_TEACHERS): a preset name (`minilm`, `mpnet`, `gemma`, `bm25`) or
     `name=model` for another dense model (alias, folder or hub id). None or empty: `default_teachers`."""
     if not spec or not spec.strip():
         return default_teachers(dense_model)
@@ -60,12 +78,10 @@ def teachers_from_list(spec: str | None, dense_model: str = "all-MiniLM-L6-v2") 
     for item in (i.strip() for i in spec.split(",") if i.strip()):
         name, _, model = item.partition("=")
         name = name.strip()
-        if name == "bm25" and not model:
-            teachers.append(TeacherConfig(name="bm25", kind="bm25"))
-        elif model:
+        if model:
             teachers.append(TeacherConfig(name=name, model=model.strip()))
         elif name in TEACHER_PRESETS:
-            teachers.append(TeacherConfig(name=name, model=dense_model if name == "minilm" else TEACHER_PRESETS[name]))
+            teachers.append(preset_teacher(name, dense_model))
         else:
             raise ValueError(f"RETRIEVER_TEACHERS: unknown teacher {name!r}: use one of {sorted(TEACHER_PRESETS)} "
                              "or name=model")

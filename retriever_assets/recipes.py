@@ -38,6 +38,19 @@ BUILTIN_RECIPES: dict[str, MiningRecipe] = {r.name: r for r in [
     MiningRecipe(name="percpos-mpnet-bm25", teachers=("mpnet", "bm25"), method="percpos", param=0.95,
                  ensemble="intra"),
     MiningRecipe(name="percpos-mpnet-seed2", teachers=("mpnet",), method="percpos", param=0.95, student_seed=2),
+    # EmbeddingGemma, a teacher far stronger than the MiniLM student (issue 23): need RETRIEVER_TEACHERS with gemma
+    # (`make gemma` installs it); each compared recipe with a second student seed
+    *(MiningRecipe(name=f"{base.name}{suffix}", teachers=base.teachers, method=base.method, param=base.param,
+                   sampling=base.sampling, sample_k=base.sample_k, ensemble=base.ensemble, student_seed=seed)
+      for base in [
+          MiningRecipe(name="naive-gemma", teachers=("gemma",), method="naive"),
+          MiningRecipe(name="percpos-gemma", teachers=("gemma",), method="percpos", param=0.95),
+          MiningRecipe(name="marginpos-gemma", teachers=("gemma",), method="marginpos", param=0.05),
+          MiningRecipe(name="percpos-gemma-top1-sampled10", teachers=("gemma",), method="percpos", param=0.95,
+                       sampling="top1_sampled", sample_k=10),
+          MiningRecipe(name="percpos-intra-gemma-bm25", teachers=("gemma", "bm25"), method="percpos", param=0.95,
+                       ensemble="intra"),
+      ] for suffix, seed in (("", None), ("-seed2", 2))),
 ]}
 
 

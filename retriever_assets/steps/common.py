@@ -21,6 +21,39 @@ class StepReport:
     values: dict = field(default_factory=dict)
 
 
+class ProgressLog:
+    """Progress lines for long loops: one when another 10% is done or 30 s have passed (whichever comes first,
+    never more than one per 1%), each with the rate and the ETA, so 1M items log ~10-20 lines, not 1,000."""
+
+    def __init__(self, what: str, total: int, log: Log, *, unit: str = "items", every_share: float = 0.1,
+                 every_seconds: float = 30.0, clock: Callable[[], float] | None = None):
+        import time
+
+        self.what, self.total, self.log, self.unit = what, total, log, unit
+        self.every_share, self.every_seconds = every_share, every_seconds
+        self.clock = clock or time.perf_counter
+        self.start = self.last_time = self.clock()
+        self.last_done, self.lines = 0, 0
+
+    def update(self, done: int) -> None:
+        now, total = self.clock(), max(self.total, 1)
+        share = (done - self.last_done) / total
+        if done >= self.total or share >= self.every_share or (
+                now - self.last_time >= self.every_seconds and share >= 0.01):
+            self._line(done, now)
+
+    def _line(self, done: int, now: float) -> None:
+        rate = done / max(now - self.start, 1e-9)
+        eta = (self.total - done) / rate if rate > 0 else float("inf")
+        self.log(f"{self.what} {done:,}/{self.total:,} {self.unit} ({100 * done / max(self.total, 1):.0f}%, "
+                 f"{rate:,.1f} {self.unit}/s, ETA {eta:,.0f} s)")
+        self.last_done, self.last_time, self.lines = done, now, self.lines + 1
+
+    def finish(self) -> None:
+        if self.total and self.last_done < self.total:
+            self._line(self.total, self.clock())
+
+
 def doc_texts(corpus: pl.DataFrame) -> dict[str, str]:
     """doc_id -> the text models see (title and text)."""
     return {d: document_text(t, x) for d, t, x in corpus.select("doc_id", "title", "text").iter_rows()}

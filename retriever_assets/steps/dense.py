@@ -20,12 +20,20 @@ from retriever_assets.core.encoding import (
     embed_in_chunks,
     embedding_cache_key,
     encode_texts,
+    encoding_environment,
+    item_texts,
     model_fingerprint,
     plan_embedding_update,
+    resolve_model_path,
+    truncates,
 )
 from retriever_assets.core.search import ann_recall, rescore_top_k
-from retriever_assets.steps.common import Log
+from retriever_assets.steps.common import Log, ProgressLog
 from retriever_assets.steps.teachers import CandidateRequest
+
+
+class StaleEmbeddingsError(ValueError):
+    """Stored vectors that the current teacher settings would not make (candidates would mix two models)."""
 
 
 class DenseTeacher:
@@ -47,6 +55,7 @@ class DenseTeacher:
         spec, r, ann = self.spec, request, request.ann
         store = artifacts.storage.embedding_store(artifacts.dataset, spec.name)
         version = store.version()
+        self._refuse_stale_vectors(store, r)
         q_vec = store.vectors("query", r.query_ids)  # (n_queries, dim)
         use_ann = r.search == "ann" or (r.search == "auto" and len(r.doc_ids) >= ann["min_docs"])
         if self.compute.is_ray and not use_ann:
@@ -70,6 +79,27 @@ class DenseTeacher:
                 f"{report['ann_recall_queries']} queries checked exactly")
         return c, p, {"search": "ann" if use_ann else "exact", "lancedb_table_version": version} | report
 
+    def current_cache_keys(self) -> dict[str, str]:
+        """The cache keys vectors made now would carry (no model load: the weights are fingerprinted on disk)."""
+        path = resolve_model_path(self.spec.model, cache_dir=Path(self.models.model_cache_dir))
+        device = (ray_device(self.models, self.compute) if self.compute.is_ray else self.models.resolved_device())
+        return teacher_cache_keys(self.spec, model_fingerprint(path, self.spec.revision), device)
+
+    def _refuse_stale_vectors(self, store, r: CandidateRequest) -> None:
+        """Every vector searched must come from the current teacher settings: after a teacher change of the same
+        dimension (or a run killed between chunk commits) a table can hold vectors of two models."""
+        keys = self.current_cache_keys()
+        wanted = pl.DataFrame({"item_id": [f"d:{d}" for d in r.doc_ids] + [f"q:{q}" for q in r.query_ids]})
+        index = store.stored_index().join(wanted, on="item_id", how="semi")
+        stale = index.filter(pl.col("cache_key") != pl.col("role").replace_strict(keys, default=None))
+        if stale.height:
+            example = stale.row(0, named=True)
+            raise StaleEmbeddingsError(
+                f"{store.name}: {stale.height:,} of {index.height:,} vectors were made with other teacher settings "
+                f"or another environment (e.g. {example['item_id']!r} has cache key {example['cache_key']}, the "
+                f"current {example['role']} key is {keys[example['role']]}): materialize teacher_embeddings for "
+                "this dataset again before candidate_lists")
+
     def _sharded_candidates(self, artifacts: DatasetArtifacts, r: CandidateRequest, q_vec: np.ndarray,
                             version: int | None, log: Log) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
         """Exact search by corpus-shard actors on Ray (identical candidates to the local exact search)."""
@@ -89,6 +119,19 @@ class DenseTeacher:
             sharded.close()
         return c, p, {"search": "exact (ray shards)", "ray_shards": len(sharded.bounds),
                       "lancedb_table_version": version}
+
+
+def teacher_cache_keys(spec: EncoderSpec, fingerprint: str, device: str) -> dict[str, str]:
+    """The cache key of each role's vectors for this teacher on `device` (weights, settings, environment)."""
+    env = encoding_environment(spec, device)
+    return {role: embedding_cache_key(spec, fingerprint, role, env) for role in ("document", "query")}
+
+
+def ray_device(models: ModelsResource, compute: ComputeResource) -> str:
+    """The device kind Ray encoder actors run on: CUDA when they get GPUs, unless RETRIEVER_DEVICE says cpu."""
+    if models.device.startswith("cpu") or not compute.actor_gpus():
+        return "cpu"
+    return "cuda"
 
 
 def embed_dense_teacher(
@@ -114,14 +157,28 @@ def embed_dense_teacher(
     t0 = time.perf_counter()
     fingerprint = model_fingerprint(path, spec.revision)
     phases["fingerprint_weights"] = time.perf_counter() - t0
-    keys = {role: embedding_cache_key(spec, fingerprint, role) for role in ("document", "query")}
+    device = ray_device(models, compute) if compute is not None and compute.is_ray else models.resolved_device()
+    keys = teacher_cache_keys(spec, fingerprint, device)
     dim = model.get_embedding_dimension()
     if store.dimension() not in (None, dim):
         log(f"{spec.name}: vector dimension changed ({store.dimension()} -> {dim}); rebuilding the table")
         store.reset()
+    t0 = time.perf_counter()
     plan: EmbeddingPlan = plan_embedding_update(items, store.stored_index(), keys)
+    phases["plan"] = time.perf_counter() - t0
     log(f"{spec.name}: {plan.to_embed.height} to embed, {len(plan.to_delete)} to delete, {plan.unchanged} unchanged")
     store.delete(plan.to_delete)
+    counts_truncation = truncates(model)
+    truncated = {"items": 0, "seconds": 0.0}
+
+    def chunk_texts(chunk: pl.DataFrame) -> list[str]:
+        texts = item_texts(spec, chunk)
+        if counts_truncation:  # per chunk: tokenizing every pending text at once held GiBs at 1M documents
+            t = time.perf_counter()
+            prompt = spec.prompt(chunk["role"][0])
+            truncated["items"] += count_truncated(model.tokenizer, [prompt + x for x in texts], spec.max_seq_length)
+            truncated["seconds"] += time.perf_counter() - t
+        return texts
 
     def encode(texts, role):
         return encode_texts(model, spec, texts, role, batch_size=batch_size)
@@ -129,13 +186,7 @@ def embed_dense_teacher(
     def write(chunk: pl.DataFrame, vectors: np.ndarray):
         store.write(chunk.with_columns(cache_key=pl.col("role").replace_strict(keys)), vectors, model=path)
 
-    def progress(done, total, seconds):
-        log(f"{spec.name}: embedded {done}/{total} ({done / max(seconds, 1e-9):.1f} items/s)")
-
-    t0 = time.perf_counter()
-    prompted = [spec.prompt(role) + text for role, text in plan.to_embed.select("role", "text").iter_rows()]
-    long_docs = count_truncated(model.tokenizer, prompted, spec.max_seq_length)
-    phases["count_truncated"] = time.perf_counter() - t0
+    progress = ProgressLog(f"{spec.name}: embedded", plan.to_embed.height, log, unit="items")
     t0 = time.perf_counter()
     ray_report: dict = {}
     if compute is not None and compute.is_ray:
@@ -147,12 +198,17 @@ def embed_dense_teacher(
             dim=dim, db_uri=storage.lancedb_root(), table=store.name, table_exists=store.version() is not None,
             storage_options=storage.storage_options or None, cache_dir=Path(models.model_cache_dir),
             batch_size=batch_size, actors=compute.actors, cpus_per_actor=compute.cpus_per_actor,
-            gpus_per_actor=compute.actor_gpus(), log=log)
+            gpus_per_actor=compute.actor_gpus(), log=log, device=device,
+            texts=chunk_texts, chunk_size=chunk_size)
         embedded = plan.to_embed.height
         phases.update(ray_report.pop("ray_phase_seconds", {}))
     else:
-        embedded = embed_in_chunks(plan, encode, write, chunk_size=chunk_size, on_progress=progress)
-    phases["encode_and_write"] = time.perf_counter() - t0
+        embedded = embed_in_chunks(plan, encode, write, chunk_size=chunk_size, texts=chunk_texts,
+                                   on_progress=lambda done, total, seconds: progress.update(done))
+    progress.finish()
+    phases["encode_and_write"] = time.perf_counter() - t0 - truncated["seconds"]
+    if counts_truncation:
+        phases["count_truncated"] = truncated["seconds"]
     if embedded > 10 * chunk_size and not ray_report:  # Ray writes few large fragments in one commit
         t0 = time.perf_counter()
         store.optimize()
@@ -165,7 +221,9 @@ def embed_dense_teacher(
         "embedded": embedded,
         "deleted": len(plan.to_delete),
         "unchanged": plan.unchanged,
-        "truncated_items": long_docs,
+        "truncated_items": truncated["items"] if counts_truncation else None,  # None: the model never truncates
+        "device": device,
+        "dtype": spec.dtype(device),
         "dimension": dim,
         "table": store.name,
         "table_version": store.version(),

@@ -11,7 +11,6 @@ from resources.artifacts import DatasetArtifacts
 from resources.compute import ComputeResource
 from resources.models import ModelsResource
 from resources.storage import StorageResource
-from retriever_assets.core.corpus import document_text
 from retriever_assets.steps.common import Log, StepReport, training_queries
 from retriever_assets.steps.teachers import configured_teachers
 
@@ -21,12 +20,12 @@ def _wanted_items(corpus: pl.DataFrame, queries: pl.DataFrame) -> pl.DataFrame:
         item_id=pl.lit("d:") + pl.col("doc_id"),
         role=pl.lit("document"),
         content_hash="content_hash",
-        text=pl.struct("title", "text").map_elements(
-            lambda r: document_text(r["title"], r["text"]), return_dtype=pl.String
-        ),
+        title="title",
+        text="text",  # each teacher makes its document string from title and text (EncoderSpec.document)
     )
     qs = queries.select(
-        item_id=pl.lit("q:") + pl.col("query_id"), role=pl.lit("query"), content_hash="content_hash", text="text"
+        item_id=pl.lit("q:") + pl.col("query_id"), role=pl.lit("query"), content_hash="content_hash",
+        title=pl.lit(None, pl.String), text="text",
     )
     return pl.concat([docs, qs])
 

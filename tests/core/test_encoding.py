@@ -118,3 +118,39 @@ def test_count_truncated_caps_the_work_on_huge_documents_and_stays_exact(tiny_en
     for limit in (8, 32, 128):
         brute = sum(len(ids) > limit for ids in tokenizer(mixes, truncation=False)["input_ids"])
         assert count_truncated(tokenizer, mixes, limit, chars_per_token=1) == brute, limit
+
+
+def test_cache_key_has_the_encoding_environment_and_the_document_template():
+    from retriever_assets.core.encoding import encoding_environment
+
+    spec = EncoderSpec(name="t", model="m")
+    cpu = encoding_environment(spec, "cpu")
+    assert cpu["device"] == "cpu" and cpu["dtype"] == "fp32" and cpu["torch"] and cpu["sentence-transformers"]
+    gpu = encoding_environment(spec, "cuda:1")
+    assert gpu["device"] == "cuda" and gpu["dtype"] == "fp16"
+    assert encoding_environment(dataclasses.replace(spec, precision="bf16"), "cuda")["dtype"] == "bf16"
+    assert encoding_environment(dataclasses.replace(spec, precision="bf16"), "cpu")["dtype"] == "fp32"
+    keys = {embedding_cache_key(spec, "fp", "document", env) for env in (cpu, gpu, cpu | {"torch": "9.9"})}
+    assert len(keys) == 3
+    templated = dataclasses.replace(spec, document_template="title: {title_or_none} | text: {text}")
+    assert embedding_cache_key(templated, "fp", "document", cpu) != embedding_cache_key(spec, "fp", "document", cpu)
+    assert embedding_cache_key(templated, "fp", "query", cpu) == embedding_cache_key(spec, "fp", "query", cpu)
+
+
+def test_document_template_places_the_title():
+    gemma = EncoderSpec(name="g", document_template="title: {title_or_none} | text: {text}")
+    assert gemma.document("Aspirin", " It helps. ") == "title: Aspirin | text: It helps."
+    assert gemma.document("", "It helps.") == "title: none | text: It helps."
+    plain = EncoderSpec(name="m")
+    assert plain.document("Aspirin", "It helps.") == "Aspirin It helps." and plain.document("", "x") == "x"
+
+
+def test_count_truncated_reads_a_tokenizers_tokenizer(tiny_encoder):
+    """StaticEmbedding models carry a `tokenizers.Tokenizer`, not a transformers tokenizer."""
+    from tokenizers import Tokenizer
+
+    from retriever_assets.core.encoding import count_truncated
+
+    tok = Tokenizer.from_file(str(next(tiny_encoder.rglob("tokenizer.json"))))
+    texts = ["short text", "word " * 300, "émoji ünïcode " * 3]
+    assert count_truncated(tok, texts, 64) == 1
