@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test test-ray test-slow ui lint lock mutants clean
+.PHONY: setup demo test test-ray test-slow ui lint lock mutants clean gemma
 setup: $(VENV)/.installed
 
 # Locked install: torch first (TORCH_SPEC), then every other package at the version pinned in requirements.lock,
@@ -43,6 +43,9 @@ lock:                ## re-resolve pyproject.toml against today's registry and r
 
 mutants: setup       ## apply each known mutant of the mining rules and check the default tests kill it
 	$(PY) scripts/mutants.py
+
+gemma:               ## opt-in: google/embeddinggemma-300m (1.2 GB, Gemma Terms of Use) into .cache/models; never in CI
+	python3 scripts/fetch_split_model.py embeddinggemma-300m --cache .cache/models
 
 lint: setup
 	$(VENV)/bin/ruff check .
