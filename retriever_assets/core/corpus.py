@@ -148,9 +148,11 @@ def _read_jsonl(path: Path, kind: str, mode: ValidationMode, report: ValidationR
 
 
 def _read_qrels(
-    path: Path, mode: ValidationMode, report: ValidationReport, queries: dict, docs: dict
+    path: Path, mode: ValidationMode, report: ValidationReport, queries: dict, docs: dict,
+    first_lines: dict[str, int] | None = None,
 ) -> list[tuple[str, str, int]]:
-    """Read one qrels TSV (header optional), keeping rows whose ids exist."""
+    """Read one qrels TSV (header optional), keeping rows whose ids exist; `first_lines` gets each kept query's
+    first line."""
     rows: list[tuple[str, str, int]] = []
     seen: dict[tuple[str, str], tuple[int, int]] = {}  # (query, doc) -> (index in rows, line)
     for number, line in _read_lines(path, mode, report):
@@ -196,15 +198,31 @@ def _read_qrels(
         if score <= 0:
             report.note("qrels score 0 (kept, not a positive)", path, number, f"{qid} {did}")
         seen[(qid, did)] = (len(rows), number)
+        if first_lines is not None:
+            first_lines.setdefault(qid, number)
         rows.append((qid, did, score))
     return rows
 
 
+OVERLAP_REASON = "query in both the training and the test qrels (dropped from training, kept in test)"
+
+
 def load_beir_folder(
-    folder: Path | str, *, splits: tuple[str, ...] | None = None, mode: ValidationMode = "strict"
+    folder: Path | str, *, splits: tuple[str, ...] | None = None, mode: ValidationMode = "strict",
+    held_apart: tuple[str, str] | None = None,
 ) -> BeirCorpus:
-    """Load and validate a BEIR folder; `splits=None` reads every qrels/*.tsv found."""
+    """Load and validate a BEIR folder; `splits=None` reads every qrels/*.tsv found.
+
+    `held_apart=(train_split, test_split)`: the two splits must not share a query (a model tested on a query it
+    was trained on, whose test-only positives could be mined as its negatives). Strict refuses the first shared
+    query (test file, line, query id); lenient drops it from training, keeps it in test and counts it. The same
+    split for both is refused in either mode.
+    """
     folder = Path(folder)
+    if held_apart is not None and held_apart[0] == held_apart[1]:
+        raise CorpusFormatError(folder / "qrels" / f"{held_apart[0]}.tsv", None,
+                                f"train_split and test_split are both {held_apart[0]!r}: every test query would be "
+                                "a training query; name two different qrels files")
     report = ValidationReport()
     docs = _read_jsonl(folder / "corpus.jsonl", "document", mode, report)
     if not docs:
@@ -218,16 +236,21 @@ def load_beir_folder(
         if not found:
             raise CorpusFormatError(qrels_dir, None, "no qrels/<split>.tsv file found")
         splits = tuple(found)
-    qrel_rows: list[tuple[str, str, str, int]] = []
+    by_split: dict[str, list[tuple[str, str, int]]] = {}
+    lines: dict[str, dict[str, int]] = {}  # split -> query -> its first line in the split's file
     for split in splits:
         path = qrels_dir / f"{split}.tsv"
-        rows = _read_qrels(path, mode, report, queries, docs)
+        lines[split] = {}
+        rows = _read_qrels(path, mode, report, queries, docs, lines[split])
         if not any(score > 0 for _, _, score in rows):
             raise CorpusFormatError(path, None, f"split '{split}' has no positive qrels")
         positives = {q for q, _, s in rows if s > 0}
         for qid in sorted({q for q, _, _ in rows} - positives):
             report.note("query without any positive in split", path, None, f"{split}:{qid}")
-        qrel_rows.extend((split, q, d, s) for q, d, s in rows)
+        by_split[split] = rows
+    if held_apart is not None and set(held_apart) <= set(by_split):
+        by_split[held_apart[0]] = _hold_apart(qrels_dir, held_apart, by_split, lines, mode, report)
+    qrel_rows = [(split, q, d, s) for split, rows in by_split.items() for q, d, s in rows]
 
     corpus = pl.DataFrame(
         {
@@ -253,6 +276,28 @@ def load_beir_folder(
     # id order, not file order: every later step indexes rows, and ties between equal scores go to the lower row,
     # so candidate order among ties is by doc id whatever the file order, chunking or search path
     return BeirCorpus(corpus=corpus.sort("doc_id"), queries=query_frame.sort("query_id"), qrels=qrels, report=report)
+
+
+def _hold_apart(qrels_dir: Path, held_apart: tuple[str, str], by_split: dict, lines: dict, mode: ValidationMode,
+                report: ValidationReport) -> list[tuple[str, str, int]]:
+    """The training split's rows without the queries the test split also judges (strict: the first one fails)."""
+    train, test = held_apart
+    shared = set(lines[train]) & set(lines[test])
+    if not shared:
+        return by_split[train]
+    train_path, test_path = qrels_dir / f"{train}.tsv", qrels_dir / f"{test}.tsv"
+    for qid in sorted(shared, key=lambda q: lines[test][q]):  # in the test file's order: the first is reported
+        detail = (f"query {qid!r} is in both the training qrels ({train_path.name}, line {lines[train][qid]}) and "
+                  f"the test qrels")
+        if mode == "strict":
+            raise CorpusFormatError(test_path, lines[test][qid], f"{detail}; remove it from one of them, or "
+                                                                 "--lenient drops it from training")
+        report.note(OVERLAP_REASON, test_path, lines[test][qid], detail)
+    rows = [row for row in by_split[train] if row[0] not in shared]
+    if not any(score > 0 for _, _, score in rows):
+        raise CorpusFormatError(train_path, None, f"split '{train}' has no positive qrels once the {len(shared)} "
+                                                  f"queries also in '{test}' are dropped")
+    return rows
 
 
 def folder_fingerprint(folder: Path | str) -> str:

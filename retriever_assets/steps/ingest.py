@@ -18,7 +18,8 @@ def ingest_corpus(
     dev_share: float = 0.0, dev_seed: int = 0,
 ) -> tuple[BeirCorpus, StepReport]:
     start = time.perf_counter()
-    loaded = load_beir_folder(folder, splits=(train_split, test_split), mode=mode)
+    loaded = load_beir_folder(folder, splits=(train_split, test_split), mode=mode,
+                              held_apart=(train_split, test_split))
     dev_split = dev_split_name(train_split, test_split) if dev_share != 0 else None  # a bad share is refused below
     if dev_split:  # held out of mining and training; recipes are chosen on it, never on test
         try:

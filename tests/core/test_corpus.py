@@ -161,3 +161,45 @@ def test_duplicate_qrels_never_lose_a_positive(tmp_path):
     same = load_beir_folder(make(tmp_path, train=GOOD_QRELS + "q1\td0\t1\n"), splits=("train", "test"))
     assert same.report.counts["duplicate qrels row (kept once)"] == 1
     assert same.qrels.filter(same.qrels["split"] == "train").height == 2
+
+
+OVERLAP = "query in both the training and the test qrels (dropped from training, kept in test)"
+
+
+def test_a_query_in_both_train_and_test_is_refused_or_kept_for_test_only(tmp_path):
+    # q2 is judged in both files: trained on, it would be tested on a query it saw, and its test-only positive d3
+    # could be mined as one of its negatives
+    queries = [*GOOD_QUERIES, {"_id": "q3", "text": "third"}]
+    test = "query-id\tcorpus-id\tscore\nq3\td2\t1\nq2\td3\t1\n"
+    folder = make(tmp_path, queries=queries, test=test)
+    with pytest.raises(CorpusFormatError, match=r"test\.tsv, line 3: query 'q2' is in both the training qrels "
+                                                r"\(train\.tsv, line 3\) and the test qrels"):
+        load_beir_folder(folder, splits=("train", "test"), mode="strict", held_apart=("train", "test"))
+    loaded = load_beir_folder(folder, splits=("train", "test"), mode="lenient", held_apart=("train", "test"))
+    assert loaded.report.counts[OVERLAP] == 1, dict(loaded.report.counts)
+    by_split = {s: set(loaded.qrels.filter(loaded.qrels["split"] == s)["query_id"]) for s in ("train", "test")}
+    assert by_split == {"train": {"q1"}, "test": {"q2", "q3"}}
+    assert any("q2" in e for e in loaded.report.examples)
+
+
+def test_the_same_split_for_training_and_test_is_refused(tmp_path):
+    folder = make(tmp_path)
+    for mode in ("strict", "lenient"):
+        with pytest.raises(CorpusFormatError, match=r"train\.tsv: train_split and test_split are both 'train'"):
+            load_beir_folder(folder, splits=("train", "train"), mode=mode, held_apart=("train", "train"))
+
+
+def test_ingest_holds_train_and_test_queries_apart(tmp_path):
+    from resources.storage import StorageResource
+    from retriever_assets.steps.ingest import ingest_corpus
+
+    (tmp_path / "data").mkdir()
+    folder = make(tmp_path / "data", queries=[*GOOD_QUERIES, {"_id": "q3", "text": "third"}],
+                  test="query-id\tcorpus-id\tscore\nq3\td2\t1\nq2\td3\t1\n")
+    storage = StorageResource(root=str(tmp_path / "storage"))
+    with pytest.raises(CorpusFormatError, match="query 'q2' is in both"):
+        ingest_corpus(storage, "x", folder, mode="strict", train_split="train", test_split="test")
+    loaded, _ = ingest_corpus(storage, "x", folder, mode="lenient", train_split="train", test_split="test")
+    assert loaded.report.counts[OVERLAP] == 1
+    with pytest.raises(CorpusFormatError, match="are both 'test'"):
+        ingest_corpus(storage, "x", folder, mode="lenient", train_split="test", test_split="test")
