@@ -36,7 +36,8 @@ class EmbeddingStore:
         table = self._table()
         if table is None:
             return pl.DataFrame(schema={c: pl.String for c in INDEX_COLUMNS})
-        return pl.from_arrow(table.to_arrow().select(INDEX_COLUMNS))
+        # only these columns are read: the vectors (N x dim floats) stay on disk
+        return pl.from_arrow(table.to_lance().to_table(columns=INDEX_COLUMNS))
 
     def dimension(self) -> int | None:
         table = self._table()
@@ -47,8 +48,10 @@ class EmbeddingStore:
         if self._table() is not None:
             self.db.drop_table(self.name)
 
-    def write(self, items: pl.DataFrame, vectors: np.ndarray, model: str) -> None:
-        """Upsert one chunk of vectors by item_id (one LanceDB commit)."""
+    def write(self, items: pl.DataFrame, vectors: np.ndarray, model: str, *, new: bool = False) -> None:
+        """Upsert one chunk of vectors by item_id (one LanceDB commit). `new=True`: the caller knows that none of the
+        items is stored yet, so the rows are appended (a `merge_insert` joins the chunk with every stored id: at a
+        million rows, a thousand chunks would each scan the whole table)."""
         dim = vectors.shape[1]
         data = pa.table(
             {
@@ -66,6 +69,9 @@ class EmbeddingStore:
         if table is None:
             self.db.create_table(self.name, data)
             return
+        if new:
+            table.add(data)
+            return
         (
             table.merge_insert("item_id")
             .when_matched_update_all()
@@ -81,18 +87,38 @@ class EmbeddingStore:
             quoted = ", ".join("'" + i.replace("'", "''") + "'" for i in item_ids[start : start + 1000])
             table.delete(f"item_id IN ({quoted})")
 
-    def vectors(self, role: str, ids: list[str]) -> np.ndarray:
-        """Vectors of `ids` (without prefix) in the given order: (len(ids), dim)."""
+    def vectors(self, role: str, ids: list[str], *, batch_rows: int = 65536) -> np.ndarray:
+        """Vectors of `ids` (without prefix) in the given order: (len(ids), dim) float32.
+
+        Memory: the result plus one scanned batch of `batch_rows` rows. The table is scanned in batches (only this
+        role's rows, only `item_id` and `vector`) and each batch is scattered into the preallocated result, so no
+        full copy of the table (arrow, frame, fancy-indexed matrix) is ever made.
+        """
         table = self._table()
         prefix = "d:" if role == "document" else "q:"
-        arrow = table.to_arrow().select(["item_id", "vector"])
-        frame = pl.from_arrow(arrow)
-        position = {item: i for i, item in enumerate(frame["item_id"].to_list())}
-        missing = [i for i in ids if prefix + i not in position]
-        if missing:
-            raise KeyError(f"{len(missing)} {role}s have no vector in {self.name}, e.g. {missing[:3]}")
-        matrix = np.asarray(arrow.column("vector").combine_chunks().values, dtype=np.float32).reshape(frame.height, -1)
-        return matrix[[position[prefix + i] for i in ids]]
+        if table is None:
+            raise KeyError(f"no embeddings table {self.name!r}: materialize teacher_embeddings first")
+        wanted = pl.DataFrame({"item_id": [prefix + i for i in ids]}, schema={"item_id": pl.String}).with_row_index(
+            "out_row")
+        out = np.empty((len(ids), self.dimension()), dtype=np.float32)
+        found = np.zeros(len(ids), dtype=bool)
+        scanner = table.to_lance().scanner(columns=["item_id", "vector"], filter=f"role = '{role}'",
+                                           batch_size=batch_rows)
+        for batch in scanner.to_batches():
+            if batch.num_rows == 0:
+                continue
+            rows = (pl.from_arrow(batch.select(["item_id"])).with_row_index("batch_row")
+                    .join(wanted, on="item_id", how="inner"))  # (batch_row, out_row) of the wanted ids here
+            if rows.height == 0:
+                continue
+            block = batch.column("vector").flatten().to_numpy(zero_copy_only=False).reshape(batch.num_rows, -1)
+            target = rows["out_row"].to_numpy()
+            out[target] = block[rows["batch_row"].to_numpy()]
+            found[target] = True
+        if not found.all():
+            missing = [ids[i] for i in np.flatnonzero(~found)[:3]]
+            raise KeyError(f"{int((~found).sum())} {role}s have no vector in {self.name}, e.g. {missing}")
+        return out
 
     def version(self) -> int | None:
         table = self._table()

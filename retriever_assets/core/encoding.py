@@ -293,7 +293,7 @@ def _token_ids(tokenizer, texts: list[str]) -> list[list[int]]:
 class EmbeddingPlan:
     """Which items to (re-)embed and which stored vectors to delete, from content hashes and cache keys."""
 
-    to_embed: pl.DataFrame  # item_id, role, content_hash, text
+    to_embed: pl.DataFrame  # the wanted items' columns (item_id, role, content_hash, text, ...) and `stored`
     to_delete: list[str]
     unchanged: int
 
@@ -313,7 +313,9 @@ def plan_embedding_update(current: pl.DataFrame, stored: pl.DataFrame, cache_key
         how="left",
     )
     fresh = (pl.col("have_hash") == pl.col("content_hash")) & (pl.col("have_key") == pl.col("want_key"))
-    to_embed = joined.filter(~fresh.fill_null(False)).select(current.columns)
+    # `stored`: an older vector of the item exists (it is replaced); the others are appended
+    to_embed = joined.filter(~fresh.fill_null(False)).select(*current.columns,
+                                                             stored=pl.col("have_hash").is_not_null())
     to_delete = stored.join(current.select("item_id"), on="item_id", how="anti")["item_id"].to_list()
     return EmbeddingPlan(to_embed=to_embed, to_delete=to_delete, unchanged=current.height - to_embed.height)
 

@@ -167,13 +167,24 @@ def hits_by_query(query_index: np.ndarray, distance: np.ndarray, values: np.ndar
     return out_dist, out_vals
 
 
-def ann_recall(q_vec: np.ndarray, d_vec: np.ndarray, search, k: int, sample: int, device: str = "cpu") -> dict:
+def exact_sample(q_vec: np.ndarray, d_vec: np.ndarray, k: int, sample: int, device: str = "cpu"
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed, evenly spaced sample of query rows and their exact top-k doc rows: what ANN recall is checked
+    against (computed once, however often the ANN search is re-measured)."""
+    rows = (np.linspace(0, len(q_vec) - 1, num=min(sample, len(q_vec)), dtype=np.int64) if len(q_vec)
+            else np.zeros(0, dtype=np.int64))
+    if not len(rows):
+        return rows, np.zeros((0, k), dtype=np.int64)
+    return rows, exact_top_k(q_vec[rows], d_vec, k, device=device)[1]
+
+
+def ann_recall(q_vec: np.ndarray, d_vec: np.ndarray, search, k: int, sample: int, device: str = "cpu", *,
+               checked: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """Recall@k of an approximate `search(query_vectors, k)` against exact search on a fixed, evenly spaced sample
-    of queries (the ANN report of candidate_lists)."""
-    rows = np.linspace(0, len(q_vec) - 1, num=min(sample, len(q_vec)), dtype=np.int64) if len(q_vec) else []
+    of queries (the ANN report of candidate_lists); `checked` = `exact_sample(...)` made earlier."""
+    rows, exact = checked if checked is not None else exact_sample(q_vec, d_vec, k, sample, device)
     if not len(rows):
         return {"ann_recall_at_k": 1.0, "ann_recall_queries": 0}
     approx_scores, approx = search(q_vec[rows], k)
     approx = np.where(np.isfinite(approx_scores), approx, -1)
-    _, exact = exact_top_k(q_vec[rows], d_vec, k, device=device)
     return {"ann_recall_at_k": round(top_k_recall(approx, exact), 4), "ann_recall_queries": len(rows)}

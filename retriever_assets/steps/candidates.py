@@ -16,8 +16,9 @@ from retriever_assets.steps.common import Log, StepReport, training_queries
 from retriever_assets.steps.teachers import CandidateRequest, configured_teachers
 
 # ANN search of dense teachers: used from `min_docs` documents (search="auto"), `nprobes` IVF partitions per query,
-# `refine_factor` x k index candidates re-ranked by exact cosines, recall checked on `recall_sample` queries
-ANN_DEFAULTS = {"min_docs": 1_000_000, "nprobes": 20, "refine_factor": 5, "recall_sample": 200}
+# `refine_factor` x k index candidates re-ranked by exact cosines, recall checked on `recall_sample` queries before
+# the search is used: under `recall_floor` nprobes is widened, and the search is exact if no width reaches it
+ANN_DEFAULTS = {"min_docs": 1_000_000, "nprobes": 20, "refine_factor": 5, "recall_sample": 200, "recall_floor": 0.95}
 
 
 def build_candidates(
@@ -32,7 +33,9 @@ def build_candidates(
     ann: dict | None = None,
     log: Log,
     compute: ComputeResource | None = None,
+    warn: Log | None = None,
 ) -> StepReport:
+    """`warn` (default `log`) gets what a user must act on: an ANN recall under the floor."""
     if search not in ("exact", "ann", "auto"):
         raise ValueError(f"candidate search must be exact, ann or auto, not {search!r}")
     ann = ANN_DEFAULTS | (ann or {})
@@ -52,6 +55,8 @@ def build_candidates(
         if "lancedb_table_version" in report:
             versions_read[spec.name] = report.pop("lancedb_table_version")
         seconds = time.perf_counter() - t0
+        if "ann_warning" in report:
+            (warn or log)(report["ann_warning"])
         [diagnosis] = teacher_diagnostics(c, p, query_ids, {spec.name: spec.score_kind})
         diagnostics.append(diagnosis)
         per_teacher.append({

@@ -27,7 +27,7 @@ from retriever_assets.core.encoding import (
     resolve_model_path,
     truncates,
 )
-from retriever_assets.core.search import ann_recall, rescore_top_k
+from retriever_assets.core.search import ann_recall, exact_sample, rescore_top_k
 from retriever_assets.steps.common import Log, ProgressLog
 from retriever_assets.steps.teachers import CandidateRequest
 
@@ -70,14 +70,14 @@ class DenseTeacher:
 
             self.compute.ensure_connected()
             build = vector_index_builder(artifacts.storage.storage_options or None, workers=self.compute.actors)
-        ann_fn, report = (_ann_search(store, r.doc_ids, d_vec, ann, log, build) if use_ann else (None, {}))
+        ann_fn, report = (None, {})
+        if use_ann:
+            ann_fn, report = _ann_search_with_recall_floor(store, r.doc_ids, q_vec, d_vec, ann, r.top_k, r.device,
+                                                           log, build)
         c, p = cand.dense_candidates(spec.name, r.query_ids, q_vec, r.doc_ids, d_vec, r.positives, k=r.top_k,
                                      device=r.device, query_chunk=r.query_chunk, doc_chunk=r.doc_chunk, search=ann_fn)
-        if use_ann:
-            report |= ann_recall(q_vec, d_vec, ann_fn, r.top_k, ann["recall_sample"], r.device)
-            log(f"{spec.name}: ANN recall@{r.top_k} {report['ann_recall_at_k']:.4f} on "
-                f"{report['ann_recall_queries']} queries checked exactly")
-        return c, p, {"search": "ann" if use_ann else "exact", "lancedb_table_version": version} | report
+        search = "exact" if not use_ann else "ann" if ann_fn is not None else "exact (ANN recall under the floor)"
+        return c, p, {"search": search, "lancedb_table_version": version} | report
 
     def current_cache_keys(self) -> dict[str, str]:
         """The cache keys vectors made now would carry (no model load: the weights are fingerprinted on disk)."""
@@ -184,7 +184,12 @@ def embed_dense_teacher(
         return encode_texts(model, spec, texts, role, batch_size=batch_size)
 
     def write(chunk: pl.DataFrame, vectors: np.ndarray):
-        store.write(chunk.with_columns(cache_key=pl.col("role").replace_strict(keys)), vectors, model=path)
+        chunk = chunk.with_columns(cache_key=pl.col("role").replace_strict(keys))
+        stored = chunk["stored"].to_numpy()
+        if stored.any():  # new versions of stored items replace them (merge_insert by item_id)
+            store.write(chunk.filter(pl.col("stored")), vectors[stored], model=path)
+        if not stored.all():  # items the table has never seen are appended
+            store.write(chunk.filter(~pl.col("stored")), vectors[~stored], model=path, new=True)
 
     progress = ProgressLog(f"{spec.name}: embedded", plan.to_embed.height, log, unit="items")
     t0 = time.perf_counter()
@@ -236,26 +241,65 @@ def embed_dense_teacher(
 
 
 
-def _ann_search(store, doc_ids: list[str], doc_vectors: np.ndarray, ann: dict, log: Log, build=None):
+def _ann_search(store, doc_ids: list[str] | dict[str, int], doc_vectors: np.ndarray, ann: dict, log: Log,
+                build=None, *, nprobes: int | None = None, state: str | None = None):
     """A `search(query_vectors, width)` through the table's vector index, mapping item ids to doc rows.
 
-    With a refine factor r, the index returns width * r candidates and their exact cosines are computed from
-    the document vectors already in memory (`rescore_top_k`): 1.5x faster than LanceDB's own refine, which
-    re-reads full vectors from the table, at the same recall (docs/benchmarks.md, 1M documents).
+    The index proposes width * max(refine_factor, 1) candidates and their scores are always computed exactly from
+    the document vectors already in memory (`rescore_top_k`): the index's own distances are quantized (IVF_RQ), and
+    the positives' scores are exact, so the mining rules would compare unlike numbers. With a refine factor the
+    index only has to find the neighbourhood: 1.5x faster than LanceDB's own refine, which re-reads full vectors
+    from the table, at the same recall (docs/benchmarks.md, 1M documents).
     """
-
-    state = store.ensure_vector_index(build=build)
-    log(f"{store.name}: vector index {state}")
-    row = {f"d:{d}": i for i, d in enumerate(doc_ids)}
+    if state is None:
+        state = store.ensure_vector_index(build=build)
+        log(f"{store.name}: vector index {state}")
+    row = doc_ids if isinstance(doc_ids, dict) else {f"d:{d}": i for i, d in enumerate(doc_ids)}
     refine = int(ann["refine_factor"] or 0)
+    probes = int(nprobes or ann["nprobes"])
 
     def search(query_vectors: np.ndarray, width: int):
-        scores, items = store.search_documents(query_vectors, width * max(refine, 1), nprobes=ann["nprobes"])
+        _, items = store.search_documents(query_vectors, width * max(refine, 1), nprobes=probes)
         index = np.array([[row.get(i, -1) if i is not None else -1 for i in r] for r in items], dtype=np.int64)
-        if refine:
-            scores, index = rescore_top_k(query_vectors, doc_vectors, index, width)
-        scores[index < 0] = -np.inf  # an empty slot or a document no longer in the corpus
+        # exact cosines, best `width` first; a document no longer in the corpus (-1) is an empty slot (-inf)
+        scores, index = rescore_top_k(query_vectors, doc_vectors, index, width)
         return scores, np.where(index < 0, 0, index)
 
-    return search, {"ann_index": state, "ann_nprobes": ann["nprobes"], "ann_refine_factor": refine,
-                    "ann_refine": "exact cosines in memory" if refine else "none"}
+    return search, {"ann_index": state, "ann_nprobes": probes, "ann_refine_factor": refine,
+                    "ann_refine": "exact cosines in memory"}
+
+
+def _ann_search_with_recall_floor(store, doc_ids: list[str], q_vec: np.ndarray, d_vec: np.ndarray, ann: dict,
+                                  k: int, device: str, log: Log, build=None):
+    """The ANN search, checked before it is used: recall@k against exact search on `recall_sample` queries. Under
+    `recall_floor` the search is widened (nprobes doubled, up to about every IVF partition) and checked again;
+    when no width reaches the floor, the candidates are searched exactly. Returns (search, or None for exact,
+    report); the report carries `ann_warning` when the first measured recall was under the floor."""
+    floor, probes = float(ann.get("recall_floor") or 0.0), int(ann["nprobes"])
+    most = max(probes, 2 * int(np.ceil(np.sqrt(max(len(doc_ids), 1)))))  # LanceDB's default: sqrt(rows) partitions
+    state = store.ensure_vector_index(build=build)
+    log(f"{store.name}: vector index {state}")
+    rows = {f"d:{d}": i for i, d in enumerate(doc_ids)}
+    checked = exact_sample(q_vec, d_vec, k, ann["recall_sample"], device)
+    history: list[dict] = []
+    while True:
+        search, report = _ann_search(store, rows, d_vec, ann, log, nprobes=probes, state=state)
+        measured = ann_recall(q_vec, d_vec, search, k, ann["recall_sample"], device, checked=checked)
+        history.append({"nprobes": probes, "recall_at_k": measured["ann_recall_at_k"]})
+        log(f"{store.name}: ANN recall@{k} {measured['ann_recall_at_k']:.4f} at nprobes {probes} on "
+            f"{measured['ann_recall_queries']} queries checked exactly (floor {floor})")
+        if measured["ann_recall_at_k"] >= floor or probes >= most:
+            break
+        probes = min(probes * 2, most)
+    report |= measured | {"ann_recall_floor": floor, "ann_recall_checks": history}
+    first = history[0]
+    if measured["ann_recall_at_k"] < floor:
+        report["ann_warning"] = (f"{store.name}: ANN recall@{k} {first['recall_at_k']:.4f} is under the floor {floor} "
+                                 f"and stays under it at nprobes {probes} ({measured['ann_recall_at_k']:.4f}): the "
+                                 "candidates are searched exactly instead")
+        return None, report
+    if first["recall_at_k"] < floor:
+        report["ann_warning"] = (f"{store.name}: ANN recall@{k} {first['recall_at_k']:.4f} at nprobes "
+                                 f"{first['nprobes']} is under the floor {floor}: widened to nprobes {probes} "
+                                 f"(recall {measured['ann_recall_at_k']:.4f})")
+    return search, report

@@ -91,3 +91,52 @@ def test_dense_candidates_accept_another_search():
     via_hook = dense_candidates("t", q_ids, queries, d_ids, docs, positives, k=8, search=search)
     assert calls == [9]  # k + the largest number of positives of a query
     assert via_hook[0].equals(exact[0]) and via_hook[1].equals(exact[1])
+
+
+def _indexed_store(tmp_path, n_docs: int = 3000, dim: int = 32):
+    """Unclustered vectors: one IVF partition holds few of a query's neighbours."""
+    store = StorageResource(root=str(tmp_path)).embedding_store("ds", "t")
+    rng = np.random.default_rng(0)
+    docs, queries = (x / np.linalg.norm(x, axis=1, keepdims=True)
+                     for x in (rng.standard_normal((n, dim), dtype=np.float32) for n in (n_docs, 60)))
+    write(store, "d:", "document", docs)
+    assert store.ensure_vector_index() == "created"
+    return store, [str(i) for i in range(n_docs)], docs, queries
+
+
+def test_ann_candidate_scores_are_exact_even_without_refine(tmp_path):
+    """refine_factor 0: the index's distances are quantized; the candidates' scores must still be the exact cosines
+    (float64, rounded), like the positives' scores the rules compare them with (issue 27, item 9)."""
+    from retriever_assets.steps.dense import _ann_search
+
+    store, doc_ids, docs, queries = _indexed_store(tmp_path)
+    search, report = _ann_search(store, doc_ids, docs, {"nprobes": 20, "refine_factor": 0}, lambda m: None)
+    scores, rows = search(queries, 10)
+    exact = np.einsum("qd,qkd->qk", queries.astype(np.float64), docs[rows].astype(np.float64)).astype(np.float32)
+    finite = np.isfinite(scores)
+    assert finite.mean() > 0.9
+    np.testing.assert_array_equal(scores[finite], exact[finite])
+    assert (np.diff(scores, axis=1)[np.isfinite(np.diff(scores, axis=1))] <= 0).all()  # best first
+
+
+def test_ann_recall_under_the_floor_widens_nprobes_or_searches_exactly(tmp_path):
+    from retriever_assets.steps.dense import _ann_search_with_recall_floor
+
+    store, doc_ids, docs, queries = _indexed_store(tmp_path, n_docs=20000)  # ~140 partitions
+    ann = {"nprobes": 1, "refine_factor": 5, "recall_sample": 60}
+    lines = []
+    # a floor that one partition cannot reach: nprobes is doubled until it holds
+    search, report = _ann_search_with_recall_floor(store, doc_ids, queries, docs, ann | {"recall_floor": 0.97}, 10,
+                                                   "cpu", lines.append)
+    checks = report["ann_recall_checks"]
+    assert search is not None and checks[0]["nprobes"] == 1 and checks[0]["recall_at_k"] < 0.97
+    assert report["ann_recall_at_k"] >= 0.97 and report["ann_nprobes"] == checks[-1]["nprobes"] > 1
+    assert "widened" in report["ann_warning"]
+    # a floor no width can reach: warned, and the caller searches exactly
+    search, report = _ann_search_with_recall_floor(store, doc_ids, queries, docs, ann | {"recall_floor": 1.01}, 10,
+                                                   "cpu", lines.append)
+    assert search is None and "searched exactly" in report["ann_warning"]
+    # a floor reached at once: no warning
+    search, report = _ann_search_with_recall_floor(store, doc_ids, queries, docs,
+                                                   ann | {"nprobes": 64, "recall_floor": 0.5}, 10, "cpu", lines.append)
+    assert search is not None and "ann_warning" not in report and len(report["ann_recall_checks"]) == 1
