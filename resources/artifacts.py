@@ -53,6 +53,11 @@ class DatasetArtifacts:
     def corpus_manifest_file(self) -> Path:
         return self.corpus_dir / "manifest.json"
 
+    @property
+    def ingest_settings_file(self) -> Path:
+        """The settings the dataset was last ingested with: reused by runs that give none (sensor, schedule)."""
+        return self.corpus_dir / "ingest_settings.json"
+
     def negatives_file(self, recipe: str) -> Path:
         return self.negatives_dir(recipe) / "negatives.parquet"
 
@@ -86,6 +91,19 @@ class DatasetArtifacts:
         if not self.corpus_manifest_file.exists():
             raise FileNotFoundError(f"dataset {self.dataset!r} has no qa_corpus yet: materialize qa_corpus first")
         return json.loads(self.corpus_manifest_file.read_text())
+
+    def read_ingest_settings(self) -> dict | None:
+        """The stored ingest settings; for a corpus ingested before they were stored, what its manifest says was
+        used (the validation mode only when the manifest records it); None for a dataset never ingested."""
+        if self.ingest_settings_file.exists():
+            return json.loads(self.ingest_settings_file.read_text())
+        if not self.corpus_manifest_file.exists():
+            return None
+        manifest = self.read_corpus_manifest()
+        held = bool(manifest.get("dev_split"))
+        legacy = {"train_split": manifest["train_split"], "test_split": manifest["test_split"],
+                  "dev_share": manifest["dev_share"] if held else 0.0, "dev_seed": manifest["dev_seed"] if held else 0}
+        return legacy | ({"validation_mode": manifest["validation_mode"]} if "validation_mode" in manifest else {})
 
     def read_candidates(self) -> tuple[pl.DataFrame, pl.DataFrame]:
         """(candidates, positives' teacher scores) as written by the candidate_lists step."""

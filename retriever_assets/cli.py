@@ -111,9 +111,12 @@ def run_config(args, recipe_prefixes: list[str] | None = None) -> dict:
 
 
 def _corpus_config(args) -> dict:
-    """qa_corpus run config from --lenient and --dev-share (run, demo and ingest)."""
-    return {k: v for k, v in {"validation_mode": "lenient" if args.lenient else None,
-                              "dev_share": getattr(args, "dev_share", None)}.items() if v is not None}
+    """qa_corpus run config from --lenient/--strict, --dev-share and --reset-ingest-settings (run, demo and ingest);
+    what is not given keeps the dataset's stored ingest settings."""
+    mode = "lenient" if args.lenient else "strict" if getattr(args, "strict", False) else None
+    return {k: v for k, v in {"validation_mode": mode, "dev_share": getattr(args, "dev_share", None),
+                              "reset_settings": True if getattr(args, "reset_ingest_settings", False) else None,
+                              }.items() if v is not None}
 
 
 def _print_failures(result) -> None:
@@ -162,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     ingest.add_argument("--dataset", action="append", help="repeatable; default: every dataset found")
     ingest.add_argument("--lenient", action="store_true", help="skip and count bad records instead of failing")
     ingest.add_argument("--dev-share", type=float, help="as for run")
+    for p in (demo, run, ingest):
+        p.add_argument("--strict", action="store_true", help="stop at the first bad record (the default; replaces "
+                       "a stored --lenient)")
+        p.add_argument("--reset-ingest-settings", action="store_true", help="forget the dataset's stored ingest "
+                       "settings (split names, dev share and seed, mode): defaults and RETRIEVER_DEV_SHARE apply")
     for p in (demo, reg, run, ingest):
         p.add_argument("--data-root", help="folder of BEIR dataset folders (default: the bundled one)")
         p.add_argument("--storage", help="artifact root (default .retriever_data)")
@@ -185,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
                        "(comma-separated, or 'none'; default: every other registered dataset already ingested)")
         p.add_argument("--dev-share", type=float,
                        help="hold out this share of the training queries as a dev split: recipes are chosen on it "
-                            "(default: RETRIEVER_DEV_SHARE, else 0 = no dev split); keep it fixed per dataset")
+                            "(default: the share the dataset was last ingested with, else RETRIEVER_DEV_SHARE, "
+                            "else 0 = no dev split); keep it fixed per dataset")
     sub.add_parser("recipes", help="list the built-in mining recipes (usable with run --recipe NAME)")
     run.add_argument("--dataset", required=True)
     run.add_argument("--recipe", action="append",

@@ -1,8 +1,6 @@
 """Run configuration of each asset, with the defaults documented in the README."""
 
 
-from typing import Literal
-
 import dagster as dg
 
 from retriever_assets.core.training import TrainingSettings
@@ -10,17 +8,20 @@ from retriever_assets.steps.candidates import ANN_DEFAULTS
 
 
 class QaCorpusConfig(dg.Config):
-    """How the raw BEIR folder is read."""
+    """How the raw BEIR folder is read. A field left at None takes the dataset's stored setting (what its last
+    ingest used, `corpus/ingest_settings.json`), else the default after it; a value given here replaces the stored
+    one (logged), so the folder sensor, automation and the weekly schedule re-ingest the way it was last asked."""
 
-    validation_mode: Literal["strict", "lenient"] = "strict"  # strict: stop at the first bad record
-    train_split: str = "train"  # qrels/<train_split>.tsv: mining and fine-tuning
-    test_split: str = "test"  # qrels/<test_split>.tsv: MTEB scores
+    validation_mode: str | None = None  # strict (default): stop at the first bad record | lenient: skip and count
+    train_split: str | None = None  # default "train": qrels/<train_split>.tsv, mining and fine-tuning
+    test_split: str | None = None  # default "test": qrels/<test_split>.tsv, MTEB scores
     # share of the training queries held out as a `dev` split (chosen by a salted hash of the query id): not mined,
     # not trained on; every student is scored on it and the leaderboard picks the best recipe by it.
-    # None: RETRIEVER_DEV_SHARE, else 0 (no dev split). Keep it fixed for a dataset: changing it changes the
-    # training split, so every lineage re-mines and re-trains.
+    # None: the stored share, else RETRIEVER_DEV_SHARE, else 0 (no dev split). Keep it fixed for a dataset:
+    # changing it changes the training split, so every lineage re-mines and re-trains.
     dev_share: float | None = None
-    dev_seed: int = 0  # salt of the dev choice
+    dev_seed: int | None = None  # salt of the dev choice (default 0)
+    reset_settings: bool = False  # ignore the stored settings: defaults (and RETRIEVER_DEV_SHARE) for unset fields
 
 
 class EmbeddingConfig(dg.Config):

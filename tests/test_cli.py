@@ -100,9 +100,18 @@ def test_ingest_holds_out_the_dev_split_and_a_bad_share_names_the_file(tmp_path)
     line = [x for x in done.stdout.splitlines() if x.startswith("demo-qa:")][0]
     manifest = json.loads((store / "demo-qa" / "corpus" / "manifest.json").read_text())
     assert f"{manifest['dev_queries']} training queries held out as 'dev'" in line and manifest["dev_share"] == 0.2
-    # the environment variable is the default; a share that holds out everything is refused, naming the qrels file
-    bad = _cli(tmp_path, "ingest", "--data-root", str(root), "--storage", str(store),
+    # the share given once is stored: a later plain ingest keeps it whatever the environment says now
+    settings = store / "demo-qa" / "corpus" / "ingest_settings.json"
+    kept = _cli(tmp_path, "ingest", "--data-root", str(root), "--storage", str(store),
+                env={"RETRIEVER_DEV_SHARE": "0.9999999"})
+    assert kept.returncode == 0 and "stored one is kept" in kept.stderr, kept.stderr[-1500:]
+    assert json.loads((store / "demo-qa" / "corpus" / "manifest.json").read_text()) == manifest
+    # after a reset the environment variable is the default; a share that holds out everything is refused, naming
+    # the qrels file, and neither the corpus nor the stored settings change
+    before = settings.read_text()
+    bad = _cli(tmp_path, "ingest", "--data-root", str(root), "--storage", str(store), "--reset-ingest-settings",
                env={"RETRIEVER_DEV_SHARE": "0.9999999"})
     assert bad.returncode == 1 and "qrels/train.tsv" in bad.stderr and "holds out 90 of the 90" in bad.stderr, \
         bad.stderr[-1500:]
     assert json.loads((store / "demo-qa" / "corpus" / "manifest.json").read_text()) == manifest  # nothing lost
+    assert settings.read_text() == before

@@ -1,8 +1,6 @@
 """Stage 1: the raw QA corpus, validated and stored with a content hash per document."""
 
 
-import os
-
 import dagster as dg
 import polars as pl
 
@@ -29,14 +27,6 @@ def raw_qa_folder(context: dg.AssetExecutionContext, data_root: DataRootResource
     )
 
 
-def _env_dev_share() -> float:
-    value = os.environ.get("RETRIEVER_DEV_SHARE") or "0"
-    try:
-        return float(value)
-    except ValueError:
-        raise ValueError(f"RETRIEVER_DEV_SHARE={value!r} is not a number (a share such as 0.2, or 0)") from None
-
-
 @stage_asset(deps=[raw_qa_folder], group_name="ingest", kinds={"polars", "parquet"})
 def qa_corpus(
     context: dg.AssetExecutionContext, config: QaCorpusConfig, data_root: DataRootResource, storage: StorageResource
@@ -44,11 +34,15 @@ def qa_corpus(
     """Validated BEIR corpus, queries and qrels of one dataset, with a content hash per document."""
     dataset = context.partition_key
     folder = data_root.dataset_dir(dataset)
+    given = config.model_dump(exclude={"reset_settings"})
+    settings = steps.resolve_ingest_settings(storage, dataset, given, reset=config.reset_settings,
+                                             log=context.log.warning)
+    for change in settings.changed:
+        context.log.info(f"ingest setting of {dataset!r} changed on request: {change} (stored for later runs)")
+    s = settings.values
     loaded, report = steps.ingest_corpus(
-        storage, dataset, folder, mode=config.validation_mode,
-        train_split=config.train_split, test_split=config.test_split,
-        dev_share=config.dev_share if config.dev_share is not None else _env_dev_share(),
-        dev_seed=config.dev_seed,
+        storage, dataset, folder, mode=s["validation_mode"], train_split=s["train_split"],
+        test_split=s["test_split"], dev_share=s["dev_share"], dev_seed=s["dev_seed"],
     )
     split_rows = (
         loaded.qrels.group_by("split")
@@ -68,7 +62,9 @@ def qa_corpus(
             "documents": loaded.corpus.height,
             "queries": loaded.queries.height,
             "splits": table(split_rows),
-            "validation_mode": config.validation_mode,
+            "validation_mode": s["validation_mode"],
+            "ingest_settings": dg.MetadataValue.json(settings.describe()),
+            "settings_changed": dg.MetadataValue.json(settings.changed),
             "records_skipped_or_noted": sum(skipped.values()),
             "issues_by_reason": dg.MetadataValue.json(skipped),
             "first_issues": dg.MetadataValue.md("\n".join(f"- `{e}`" for e in loaded.report.examples) or "none"),

@@ -13,7 +13,7 @@ from retriever_assets.steps.compare import compare_recipes, select_best_student
 from retriever_assets.steps.dense import embed_dense_teacher
 from retriever_assets.steps.embed import embed_teachers
 from retriever_assets.steps.evaluate import score_models
-from retriever_assets.steps.ingest import ingest_corpus
+from retriever_assets.steps.ingest import ingest_corpus, resolve_ingest_settings
 from retriever_assets.steps.negatives import mine_negatives
 from retriever_assets.steps.teachers import CandidateRequest, Teacher, configured_teachers
 from retriever_assets.steps.train import train_student
@@ -21,5 +21,6 @@ from retriever_assets.steps.train import train_student
 __all__ = [
     "CandidateRequest", "Log", "StepReport", "Teacher", "build_candidates", "compare_recipes", "configured_teachers",
     "doc_texts", "embed_dense_teacher", "embed_teachers", "index_bm25_teacher", "ingest_corpus", "mine_negatives",
-    "score_models", "select_best_student", "teachers_path", "train_student", "training_queries",
+    "resolve_ingest_settings", "score_models", "select_best_student", "teachers_path", "train_student",
+    "training_queries",
 ]
