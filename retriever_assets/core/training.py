@@ -37,6 +37,13 @@ class TrainingSettings:
     # computed over chunks of this many texts, so activation memory no longer grows with batch_size x (2 + n
     # negatives) x max_seq_length (docs/benchmarks.md: training memory). None = plain MNRL, everything at once.
     mini_batch_size: int | None = 16
+    # a query's other known positives in the batch (as another example's positive or hard negative, also across
+    # DDP workers) leave its softmax instead of counting as negatives (core/losses.py)
+    mask_known_positives: bool = True
+    # distillation beside InfoNCE from the teacher's scores of the positive and each negative: none | marginmse |
+    # kldiv, added with this weight on the InfoNCE logit scale (scores / temperature); a recipe option
+    distill: str = "none"
+    distill_weight: float = 1.0
 
 
 @dataclass
@@ -177,6 +184,37 @@ def _barrier(world: int) -> None:
         dist.barrier()
 
 
+def training_datasets(groups: dict[int, list[dict[str, str]]]):
+    """One `datasets.Dataset` per negative count (`neg<m>`), each row with a `label`: its index in the examples of
+    all groups in order, by which the loss finds the row's texts (the trainer passes labels, not texts, to it)."""
+    from datasets import Dataset
+
+    out, start = {}, 0
+    for m, rows in groups.items():
+        out[f"neg{m}"] = Dataset.from_list([row | {"label": start + i} for i, row in enumerate(rows)])
+        start += len(rows)
+    return out
+
+
+def student_loss(model, groups: dict[int, list[dict[str, str]]], settings: TrainingSettings, *,
+                 teacher_scores: dict[int, list[list[float]]] | None = None):
+    """InfoNCE (MultipleNegativesRankingLoss, scale 1/tau; cached over `mini_batch_size` texts when set) in which a
+    query's known positives are never its in-batch negatives (core/losses.py), plus the optional distillation term.
+
+    In a torch.distributed group (DDP on Ray Train) every worker takes batch_size / world examples and the loss
+    gathers the embeddings (and example labels) of all workers, so each query still meets batch_size - 1 in-batch
+    negatives and the known positives are masked across workers too."""
+    from retriever_assets.core.losses import ExampleTable, KnownPositiveCachedMNRL, KnownPositiveMNRL
+
+    world, _ = _distributed()
+    table = ExampleTable(groups, teacher_scores if settings.distill != "none" else None)
+    common = {"scale": 1.0 / settings.temperature, "gather_across_devices": world > 1, "distill": settings.distill,
+              "distill_weight": settings.distill_weight, "mask_known_positives": settings.mask_known_positives}
+    if settings.mini_batch_size:
+        return KnownPositiveCachedMNRL(model, table, mini_batch_size=settings.mini_batch_size, **common)
+    return KnownPositiveMNRL(model, table, **common)
+
+
 def fine_tune_student(
     model,  # a SentenceTransformer, modified in place
     groups: dict[int, list[dict[str, str]]],
@@ -192,9 +230,8 @@ def fine_tune_student(
     latest one. The final model is written to `output_dir/model` atomically.
     """
     import torch
-    from datasets import Dataset, DatasetDict
+    from datasets import DatasetDict
     from sentence_transformers import SentenceTransformerTrainer
-    from sentence_transformers.sentence_transformer import losses
     from sentence_transformers.sentence_transformer.training_args import (
         BatchSamplers,
         MultiDatasetBatchSamplers,
@@ -218,18 +255,11 @@ def fine_tune_student(
                          key=lambda p: int(p.name.split("-")[1]))  # a kill mid-save leaves no trainer_state.json
     resume = str(checkpoints[-1]) if checkpoints else None
 
-    datasets = {f"neg{m}": Dataset.from_list(rows) for m, rows in groups.items()}
+    datasets = training_datasets(groups)
     train_dataset = DatasetDict(datasets) if len(datasets) > 1 else next(iter(datasets.values()))
-    # DDP (Ray Train): every worker takes batch_size / world examples and the loss gathers the embeddings of all
-    # workers, so each query still meets batch_size - 1 in-batch negatives, as in one process
-    gather = {"gather_across_devices": True} if world > 1 else {}
     if settings.batch_size % world:
         raise ValueError(f"batch_size {settings.batch_size} must be a multiple of the {world} training workers")
-    if settings.mini_batch_size:
-        loss = losses.CachedMultipleNegativesRankingLoss(model, scale=1.0 / settings.temperature,
-                                                         mini_batch_size=settings.mini_batch_size, **gather)
-    else:
-        loss = losses.MultipleNegativesRankingLoss(model, scale=1.0 / settings.temperature, **gather)
+    loss = student_loss(model, groups, settings)
     args = SentenceTransformerTrainingArguments(
         output_dir=str(trainer_dir),
         num_train_epochs=settings.epochs,

@@ -1,6 +1,7 @@
 """Training on Ray: a Ray Train `TorchTrainer` runs the same sentence-transformers trainer (core/training.py) on
 `train_workers` DDP workers; MultipleNegativesRankingLoss gathers the embeddings of all workers
-(`gather_across_devices=True`), checkpoints go to the student folder (storage every node sees), and a worker group
+(`gather_across_devices=True`) and their example labels, so a query's known positives on another worker are masked
+like local ones (core/losses.py), checkpoints go to the student folder (storage every node sees), and a worker group
 that fails is restarted by Ray Train and resumes from the latest checkpoint."""
 
 from __future__ import annotations
