@@ -274,6 +274,15 @@ def mine_hard_negatives(
     return MiningResult(negatives=negatives.sort("query_id", "slot"), filtered=filtered, stats=stats)
 
 
+def training_positives(positives: pl.DataFrame, negatives: pl.DataFrame, short_queries: ShortPolicy) -> pl.DataFrame:
+    """The (query, positive) pairs a student trains on and the exports hold. With `keep` every one (a query short of
+    negatives trains with fewer, or with in-batch negatives only); with `drop` only those of the queries that kept
+    their negatives: a dropped query leaves training, it does not train without its negatives."""
+    if short_queries == "keep":
+        return positives
+    return positives.join(negatives.select("query_id").unique(), on="query_id", how="semi")
+
+
 # Coverage of mined negatives: below these shares the student learns mostly from in-batch negatives
 EMPTY_SHARE_ERROR = 0.5  # half the training queries or more got no mined negative
 FULL_SHARE_WARN = 0.8  # fewer than 80% of the queries got all n negatives

@@ -10,7 +10,7 @@ from resources.models import ModelsResource
 from resources.storage import StorageResource, write_json, write_parquet
 from retriever_assets.core.corpus import positives_of
 from retriever_assets.core.export import ntuple_rows, to_ntuple_dataset, to_triplet_dataset, write_flag_jsonl
-from retriever_assets.core.mining import MiningRecipe, MiningResult, mine_hard_negatives
+from retriever_assets.core.mining import MiningRecipe, MiningResult, mine_hard_negatives, training_positives
 from retriever_assets.core.training import build_training_examples
 from retriever_assets.steps.common import Log, StepReport, doc_texts, training_queries
 
@@ -33,7 +33,8 @@ def mine_negatives(
     write_parquet(result.filtered, out / "filtered_candidates.parquet")
     write_json(artifacts.mining_stats_file(recipe.name), result.stats)
 
-    positives = positives_of(qrels, manifest["train_split"])
+    positives = training_positives(positives_of(qrels, manifest["train_split"]), result.negatives,
+                                   recipe.short_queries)  # `short_queries: drop`: dropped queries are not exported
     q_text = dict(train_q.select("query_id", "text").iter_rows())
     d_text = doc_texts(corpus)
     rows = ntuple_rows(result.negatives, positives, q_text, d_text, recipe.num_negatives)

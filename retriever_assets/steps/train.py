@@ -14,6 +14,7 @@ from resources.models import ModelsResource
 from resources.storage import StorageResource, write_json
 from retriever_assets.core.corpus import positives_of
 from retriever_assets.core.encoding import EncoderSpec, model_fingerprint
+from retriever_assets.core.mining import training_positives
 from retriever_assets.core.training import (
     TrainingSettings,
     build_training_examples,
@@ -45,6 +46,9 @@ def train_student(
         positives = positives.filter(pl.col("query_id").is_in(chosen))
         negatives = negatives.filter(pl.col("query_id").is_in(chosen))
         log(f"training on a fixed subset of {len(chosen)} training queries (max_train_queries)")
+    # after the subset, so every recipe draws the same one; `short_queries: drop` then removes the dropped queries
+    short_queries = artifacts.read_mining_stats(recipe_name)["recipe"].get("short_queries", "keep")
+    positives = training_positives(positives, negatives, short_queries)
     q_text = dict(queries.select("query_id", "text").iter_rows())
     d_text = doc_texts(corpus)
     groups = build_training_examples(negatives, positives, q_text, d_text)

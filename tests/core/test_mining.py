@@ -107,6 +107,21 @@ def test_fewer_candidates_than_n_and_empty_survivors_are_counted():
     assert drop.negatives.height == 0 and drop.stats["queries_dropped"] == 3
 
 
+def test_dropped_queries_leave_the_training_positives_kept_ones_stay():
+    from retriever_assets.core.mining import training_positives
+
+    c = cands([("q", "t", "a", 0.5), ("q", "t", "b", 0.4), ("r", "t", "c", 0.3), ("r", "t", "d", 0.2)])
+    pos = poss([("q", "t", "p1", 0.9), ("q", "t", "p2", 0.8), ("r", "t", "p", 0.5), ("s", "t", "p", 0.5)])
+    recipe = MiningRecipe(teachers=("t",), num_negatives=2, short_queries="drop")
+    drop = mine_hard_negatives(c, pos, recipe)  # q and r keep two each; s has no candidate: dropped
+    kept = set(drop.negatives["query_id"].to_list())
+    trained = training_positives(pos.select("query_id", "doc_id"), drop.negatives, "drop")
+    assert kept == {"q", "r"} and set(trained["query_id"].to_list()) == kept and drop.stats["queries_dropped"] == 1
+    assert trained.height == sum(pos["query_id"].is_in(list(kept)))  # every positive of a kept query
+    everything = training_positives(pos.select("query_id", "doc_id"), drop.negatives, "keep")
+    assert everything.height == pos.height
+
+
 def test_sampling_is_seeded_and_draws_from_the_first_k_survivors():
     recipe = MiningRecipe(teachers=("t",), method="naive", sampling="sampled", sample_k=6, temperature=0.05)
     a = negs(mine_hard_negatives(CANDS, POS, recipe))
