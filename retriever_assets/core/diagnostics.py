@@ -44,7 +44,7 @@ def empty_share_by_rule(candidates: pl.DataFrame, positives: pl.DataFrame, teach
     """Share of training queries each rule (paper default) would leave without any mined negative."""
     shares = {}
     for name, rule in RULES.items():
-        if rule.cosine_only and score_kind == "bm25":
+        if rule.cosine_only and score_kind != "cosine":  # refused for BM25 and dot-product teachers
             continue
         recipe = MiningRecipe(name=f"diag-{name}", teachers=(teacher,), method=name)
         # one teacher, top sampling: a query gets a negative exactly when some candidate survives the rule

@@ -12,9 +12,10 @@ positive score `p` under the same teacher, with strict inequality (the table is 
 | marginpos | s < p - m | m = 0.05 |
 | percpos | s < p - |p| * (1 - x) | x = 0.95 |
 
-PercPos is `p * x` for p >= 0 and sign-safe otherwise. BM25 scores are unbounded and not cosines: `abs` and
-`marginpos` (absolute thresholds on the score scale) are refused for BM25 teachers; `percpos` is scale-free and
-allowed; naive and shifted are rank rules. Each rule is one `MiningRule` entry of `RULES`.
+PercPos is `p * x` for p >= 0 and sign-safe otherwise. BM25 scores and the dot products of a dense teacher with
+normalize=False are unbounded, not cosines: `abs` and `marginpos` (absolute thresholds on the score scale) are
+refused for them; `percpos` is scale-free and allowed; naive and shifted are rank rules. Each rule is one
+`MiningRule` entry of `RULES`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ Method = Literal["naive", "shifted", "abs", "marginpos", "percpos"]
 Sampling = Literal["top", "sampled", "top1_sampled"]
 Ensemble = Literal["cross", "intra", "intra_dedup"]
 ShortPolicy = Literal["keep", "drop"]
-ScoreKind = Literal["cosine", "bm25"]
+ScoreKind = Literal["cosine", "dot", "bm25"]
 
 
 class RecipeError(ValueError):
@@ -44,7 +45,7 @@ class MiningRule:
     name: str
     paper_default: float | None  # the paper's recommended threshold; None: the rule takes none
     param_name: str  # what a recipe's `param` is: N (shifted), t (abs), m (marginpos), x (percpos); "" for none
-    cosine_only: bool  # an absolute threshold on the score scale: refused for BM25 teachers
+    cosine_only: bool  # an absolute threshold on the score scale: refused for BM25 and dot-product teachers
     keep_text: str  # the rule as the docs write it, e.g. "s < p - m"
     expr: Callable[[pl.Expr, pl.Expr, pl.Expr, Any], pl.Expr]  # (rank, s, p, threshold) -> keep
     valid: Callable[[float | None], bool] | None = None  # None: every threshold is allowed
@@ -126,10 +127,14 @@ class MiningRecipe:
             if teacher not in teacher_kinds:
                 known = ", ".join(sorted(teacher_kinds)) or "none"
                 raise RecipeError(f"{where}: unknown teacher {teacher!r} (configured: {known})")
-            if teacher_kinds[teacher] == "bm25" and rule.cosine_only:
+            if teacher_kinds[teacher] != "cosine" and rule.cosine_only:
                 allowed = ", ".join(n for n, r in RULES.items() if not r.cosine_only)
+                if teacher_kinds[teacher] == "bm25":
+                    raise RecipeError(f"{where}: {self.method} compares raw scores with a fixed threshold, which has "
+                                      f"no meaning for BM25 teacher {teacher!r}; use one of {allowed} with BM25")
                 raise RecipeError(f"{where}: {self.method} compares raw scores with a fixed threshold, which has no "
-                                  f"meaning for BM25 teacher {teacher!r}; use one of {allowed} with BM25")
+                                  f"meaning for dot products: teacher {teacher!r} has normalize=False (unbounded "
+                                  f"scores); use one of {allowed}, or normalize the teacher")
         if self.num_negatives < 1:
             raise RecipeError(f"{where}: num_negatives must be >= 1")
         if self.sampling != "top" and self.sample_k < self.num_negatives:

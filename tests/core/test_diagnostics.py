@@ -38,3 +38,5 @@ def test_a_teacher_that_ranks_positives_low_is_called_weak_with_the_remedy():
     [bm25] = teacher_diagnostics(cands.with_columns(teacher=pl.lit("b")), strong.with_columns(teacher=pl.lit("b")),
                                  queries, {"b": "bm25"})
     assert "empty_share_abs" not in bm25 and "empty_share_percpos" in bm25  # cosine-only rules skipped for BM25
+    [dot] = teacher_diagnostics(cands, strong, queries, {"t": "dot"})  # normalize=False: refused by validate too
+    assert "empty_share_marginpos" not in dot and "empty_share_percpos" in dot

@@ -77,6 +77,19 @@ def test_cosine_only_rules_are_refused_for_bm25(method):
         MiningRecipe(teachers=("bm25",), method=method).validate(KINDS)
 
 
+@pytest.mark.parametrize("method", SCORE_RULES_FOR_COSINE_ONLY)
+def test_cosine_only_rules_are_refused_for_dot_product_teachers(method):
+    """A dense teacher with normalize=False scores dot products: unbounded like BM25, so t and m mean nothing."""
+    kinds = {"e5": "dot", "minilm": "cosine"}
+    with pytest.raises(RecipeError, match=r"dot products.*'e5'.*normalize=False"):
+        MiningRecipe(teachers=("e5",), method=method).validate(kinds)
+    with pytest.raises(RecipeError, match="'e5'"):  # one such teacher in an ensemble is enough
+        MiningRecipe(teachers=("minilm", "e5"), method=method).validate(kinds)
+    MiningRecipe(teachers=("minilm",), method=method).validate(kinds)
+    for allowed in ("naive", "shifted", "percpos"):  # rank rules and the scale-free PercPos
+        MiningRecipe(teachers=("e5",), method=allowed).validate(kinds)
+
+
 def test_from_dict_round_trips_to_dict():
     recipes = [*BUILTIN_RECIPES.values(), MiningRecipe(),
                MiningRecipe(name="x", teachers=("a", "b"), method="shifted", param=3, sampling="sampled",
