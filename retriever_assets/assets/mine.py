@@ -21,8 +21,9 @@ def candidate_lists(
         storage, models, context.partition_key, top_k=config.top_k,
         query_chunk=config.query_chunk, doc_chunk=config.doc_chunk, search=config.search,
         ann={"min_docs": config.ann_min_docs, "nprobes": config.ann_nprobes,
-             "refine_factor": config.ann_refine_factor, "recall_sample": config.ann_recall_sample},
-        log=context.log.info, compute=compute,
+             "refine_factor": config.ann_refine_factor, "recall_sample": config.ann_recall_sample,
+             "recall_floor": config.ann_recall_floor},
+        log=context.log.info, compute=compute, warn=context.log.warning,
     )
     return dg.MaterializeResult(
         metadata={
@@ -37,6 +38,8 @@ def candidate_lists(
                 f"- **{d['teacher']}**: {d['verdict']}" for d in report.values["diagnostics"])),
             "lancedb_table_versions_read": dg.MetadataValue.json(report.values["lancedb_table_versions_read"]),
             "disk_mib": DatasetArtifacts.size_mib(DatasetArtifacts(storage, context.partition_key).candidates_dir),
+            # seconds per phase (read ids, each teacher's search, write); each teacher's own in `teachers`
+            "phase_seconds": dg.MetadataValue.json(report.values["phase_seconds"]),
             "seconds": round(report.seconds, 2),
         }
     )

@@ -90,8 +90,11 @@ def build_recipe_assets(lineage: RecipeLineage) -> list:
                 "mean_negative_score": s["mean_negative_score"],
                 "score_distributions": dg.MetadataValue.md(plot_md),
                 "ntuple_rows": report.values["ntuple_rows"],
+                "triplet_rows": report.values["triplet_rows"],
                 "exports": dg.MetadataValue.path(report.values["folder"]),
                 "disk_mib": DatasetArtifacts.size_mib(report.values["folder"]),
+                # seconds per phase: read, mine (rules, sampling, ensemble), read_texts, export
+                "phase_seconds": dg.MetadataValue.json(report.values["phase_seconds"]),
                 "seconds": round(report.seconds, 2),
             }
         )

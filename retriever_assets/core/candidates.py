@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import bm25s
 import numpy as np
@@ -102,6 +103,7 @@ def dense_candidates(
     doc_chunk: int = 65536,
     search: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None = None,
     pair_score: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Top-k non-positive candidates per query by exact search, and every positive's teacher score.
 
@@ -109,7 +111,7 @@ def dense_candidates(
     positives still gets k candidates once its positives are removed. `search(query_vectors, width)`
     replaces the exact search (e.g. an ANN index): it returns (scores, doc row indices), -inf where empty.
     `pair_score(query_vectors, q_rows, doc_rows)` replaces the positives' scoring from `doc_vectors` (e.g. corpus
-    shards on a cluster).
+    shards on a cluster). `on_progress(queries_done)` follows the exact search.
     """
     if doc_vectors is None and (search is None or pair_score is None):
         raise ValueError("without doc_vectors, both search and pair_score are needed")
@@ -117,7 +119,8 @@ def dense_candidates(
     extra = max((len(s) for s in sets), default=0)
     if search is None:
         top_scores, top_index = exact_top_k(
-            query_vectors, doc_vectors, k + extra, device=device, query_chunk=query_chunk, doc_chunk=doc_chunk
+            query_vectors, doc_vectors, k + extra, device=device, query_chunk=query_chunk, doc_chunk=doc_chunk,
+            on_progress=on_progress,
         )
     else:
         top_scores, top_index = search(query_vectors, k + extra)
@@ -133,11 +136,84 @@ def tokenize_for_bm25(texts: Sequence[str]) -> list[list[str]]:
     return bm25s.tokenize(list(texts), stopwords="en", return_ids=False, show_progress=False)
 
 
-def build_bm25_index(doc_texts: Sequence[str], *, k1: float = 1.5, b: float = 0.75) -> bm25s.BM25:
-    """Index documents for BM25 (the paper's sparse teacher) with bm25s."""
+def build_bm25_index(doc_texts: Sequence[str] | Iterable[Sequence[str]], *, k1: float = 1.5, b: float = 0.75,
+                     batch_size: int = 65536, on_progress: Callable[[int], None] | None = None) -> bm25s.BM25:
+    """Index documents for BM25 (the paper's sparse teacher): the index bm25s builds, built in bounded batches.
+
+    `doc_texts` is a sequence of texts or an iterable of batches of texts (e.g. read from a parquet file batch by
+    batch). Each batch is tokenized by bm25s (`tokenize_for_bm25`'s rules) and reduced to (document, token, term
+    frequency) triples in numpy; the scores are bm25s' own formulas (its `method`, idf and tf components) on the
+    whole corpus's statistics, so the index is the one `bm25s.BM25.index` makes (same vocabulary, same float32
+    scores), without its per-document Python lists: memory is the index (~12 bytes per distinct token of a
+    document) plus one batch. `on_progress(documents_done)` after each batch.
+    """
+    from bm25s.scoring import _select_idf_scorer, _select_tfc_scorer
+
     index = bm25s.BM25(k1=k1, b=b)
-    index.index(bm25s.tokenize(list(doc_texts), stopwords="en", show_progress=False), show_progress=False)
+    batches = _text_batches(doc_texts, batch_size)
+    vocab: dict[str, int] = {}
+    docs, tokens, freqs, lengths = [], [], [], []
+    n_docs = 0
+    for texts in batches:
+        local_ids, local_vocab = bm25s.tokenize(list(texts), stopwords="en", show_progress=False)
+        # batch-local token ids -> corpus ids, in first-occurrence order (what one bm25s.tokenize call would give)
+        to_global = np.empty(len(local_vocab), dtype=np.int64)
+        for token, lid in local_vocab.items():
+            to_global[lid] = vocab.setdefault(token, len(vocab))
+        length = np.fromiter((len(x) for x in local_ids), dtype=np.int64, count=len(local_ids))
+        flat = np.fromiter(itertools.chain.from_iterable(local_ids), dtype=np.int64, count=int(length.sum()))
+        row = np.repeat(np.arange(len(local_ids), dtype=np.int64), length)
+        pairs, tf = np.unique(row * max(len(local_vocab), 1) + flat, return_counts=True)  # (doc, token) sorted
+        docs.append((pairs // max(len(local_vocab), 1) + n_docs).astype(np.int32))
+        tokens.append(to_global[pairs % max(len(local_vocab), 1)].astype(np.int32))
+        freqs.append(tf.astype(np.float32))
+        lengths.append(length)
+        n_docs += len(local_ids)
+        del local_ids, flat, row, pairs, tf
+        if on_progress:
+            on_progress(n_docs)
+    empty = np.zeros(0, np.int32)
+    doc_idx, voc_idx = np.concatenate(docs or [empty]), np.concatenate(tokens or [empty])
+    tf_array = np.concatenate(freqs or [empty.astype(np.float32)])
+    del docs, tokens, freqs
+    doc_len = np.concatenate(lengths or [np.zeros(0, np.int64)])
+    n_vocab = len(vocab)
+    avg_doc_len = doc_len.mean() if n_docs else np.float64(0.0)  # as bm25s: mean of the token counts (float64)
+    df = np.bincount(voc_idx, minlength=n_vocab)
+    idf_fn = _select_idf_scorer(index.idf_method)
+    idf = np.zeros(n_vocab, dtype=index.dtype)
+    for value in np.unique(df[df > 0]):  # bm25s' scalar idf, once per distinct document frequency
+        idf[df == value] = idf_fn(int(value), N=n_docs)
+    scores = np.empty(len(tf_array), dtype=index.dtype)
+    tfc_fn = _select_tfc_scorer(index.method)
+    for start in range(0, len(tf_array), 1 << 22):  # float64 temporaries of 4M entries at a time
+        block = slice(start, start + (1 << 22))
+        tfc = tfc_fn(tf_array=tf_array[block], l_d=doc_len[doc_idx[block]], l_avg=avg_doc_len, k1=index.k1,
+                     b=index.b, delta=index.delta)
+        scores[block] = idf[voc_idx[block]] * tfc
+    del tf_array
+    # CSC by token (bm25s' layout): a stable sort keeps each token's documents in corpus order
+    order = np.argsort(voc_idx, kind="stable")
+    data, indices = scores[order], doc_idx[order]
+    del order, scores, doc_idx
+    indptr = np.zeros(n_vocab + 1, dtype=np.int64)
+    np.cumsum(df, out=indptr[1:])
+    index.scores = {"data": data, "indices": indices, "indptr": indptr, "num_docs": n_docs}
+    index.nonoccurrence_array = None  # only the bm25l / bm25+ methods have one
+    if "" not in vocab:  # as bm25s.BM25.index(create_empty_token=True)
+        vocab[""] = max(vocab.values(), default=-1) + 1
+    index.vocab_dict = vocab
+    index.unique_token_ids_set = set(vocab.values())
     return index
+
+
+def _text_batches(doc_texts, batch_size: int) -> Iterator[Sequence[str]]:
+    """Batches of texts from a sequence of texts or an iterable of batches."""
+    if isinstance(doc_texts, Sequence) and (not len(doc_texts) or isinstance(doc_texts[0], str)):
+        for start in range(0, len(doc_texts), batch_size):
+            yield doc_texts[start : start + batch_size]
+        return
+    yield from doc_texts
 
 
 def bm25_candidates(
@@ -151,7 +227,9 @@ def bm25_candidates(
     k: int,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Top-k non-positive BM25 candidates per query, and the BM25 score of every positive."""
+    """Top-k non-positive BM25 candidates per query, and the BM25 score of every positive.
+
+    One query at a time (memory: one (n_docs,) score row); `on_progress(done, total)` every 256 queries."""
     pos_q, pos_d, sets = _positive_index(query_ids, doc_ids, positives)
     extra = max((len(s) for s in sets), default=0)
     width = min(k + extra, len(doc_ids))
@@ -163,12 +241,13 @@ def bm25_candidates(
         by_query.setdefault(int(qi), []).append(j)
     tokens = tokenize_for_bm25(query_texts)
     for qi, toks in enumerate(tokens):
-        scores = index.get_scores(toks)  # (n_docs,)
+        known = [t for t in toks if t in index.vocab_dict and t != ""]
+        scores = index.get_scores(known) if known else np.zeros(len(doc_ids), np.float32)  # (n_docs,)
         order = top_k_row_numpy(scores, width)  # by score, ties by lower row (= doc id order, see load_beir_folder)
         top_scores[qi], top_index[qi] = scores[order], order
         for j in by_query.get(qi, []):
             pos_scores[j] = scores[pos_d[j]]
-        if on_progress and (qi + 1) % 1000 == 0:
+        if on_progress and ((qi + 1) % 256 == 0 or qi + 1 == len(tokens)):
             on_progress(qi + 1, len(tokens))
     # BM25 gives 0 to documents sharing no term with the query: they are not candidates
     top_scores[top_scores <= 0] = -np.inf

@@ -215,8 +215,24 @@ def set_max_seq_length(model, length: int) -> bool:
 
 
 def truncates(model) -> bool:
-    """Whether the model cuts texts at `max_seq_length` (transformer encoders do, static embeddings do not)."""
-    return model.max_seq_length is not None and hasattr(model.tokenizer, "model_max_length")
+    """Whether the model cuts texts at some length (transformer encoders do; a static embedding does only when its
+    `tokenizers.Tokenizer` has truncation on)."""
+    return truncation_limit(model) is not None
+
+
+def truncation_limit(model) -> int | None:
+    """Token count (special tokens included, as `count_truncated` counts) beyond which the model cuts a text, or
+    None when it embeds every token. A transformer encoder cuts at `max_seq_length`; a StaticEmbedding has no
+    `max_seq_length` (inf) but encodes without special tokens through its `tokenizers.Tokenizer`, which may truncate
+    on its own (the MiniLM tokenizer.json does at 128)."""
+    tokenizer = model.tokenizer
+    if hasattr(tokenizer, "encode_batch") and not hasattr(tokenizer, "model_max_length"):  # tokenizers.Tokenizer
+        if not tokenizer.truncation:
+            return None
+        return int(tokenizer.truncation["max_length"]) + tokenizer.num_special_tokens_to_add(False)
+    if model.max_seq_length is None or not hasattr(tokenizer, "model_max_length"):
+        return None
+    return int(model.max_seq_length)
 
 
 def item_texts(spec: EncoderSpec, items: pl.DataFrame) -> list[str]:

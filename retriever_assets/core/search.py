@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -14,11 +16,14 @@ def exact_top_k(
     query_chunk: int = 4096,
     doc_chunk: int = 65536,
     device: str = "cpu",
+    on_progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k inner-product neighbours of each query; returns (scores, doc indices), both (n_queries, k).
 
     Memory is O(query_chunk * (doc_chunk + k)) on top of the inputs, whatever the corpus size: each
-    query chunk keeps a running top-k that is merged with every document chunk's top-k.
+    query chunk keeps a running top-k that is merged with every document chunk's top-k. The inputs are only read
+    (a float32 numpy matrix is used in place, never copied). `on_progress(queries_done)` after every block, with
+    the queries of the current chunk counted by the share of documents searched.
     """
     q = torch.as_tensor(queries, dtype=torch.float32)
     d = torch.as_tensor(docs, dtype=torch.float32)
@@ -48,8 +53,12 @@ def exact_top_k(
                 merged_s = torch.cat([best_s, s], dim=1)  # (q_chunk, k + k')
                 merged_i = torch.cat([best_i, i + d0], dim=1)
                 best_s, best_i = order_by_score_then_index(merged_s, merged_i, k)
+                if on_progress:
+                    on_progress(q0 + int(qc.shape[0] * min(d0 + doc_chunk, n_d) / n_d))
             scores, index = rescore_exactly(q[q0 : q0 + query_chunk], d, best_i.cpu(), final_k)
             out_scores[q0 : q0 + qc.shape[0]], out_index[q0 : q0 + qc.shape[0]] = scores, index
+            if on_progress:
+                on_progress(q0 + qc.shape[0])
     return out_scores, out_index
 
 

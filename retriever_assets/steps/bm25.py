@@ -13,7 +13,7 @@ from retriever_assets.core import candidates as cand
 from retriever_assets.core.corpus import document_text
 from retriever_assets.core.encoding import EncoderSpec
 from retriever_assets.core.versions import documents_version
-from retriever_assets.steps.common import Log
+from retriever_assets.steps.common import Log, ProgressLog
 from retriever_assets.steps.teachers import CandidateRequest
 
 
@@ -27,7 +27,8 @@ class Bm25Teacher:
 
     def refresh(self, artifacts: DatasetArtifacts, corpus: pl.DataFrame, items: pl.DataFrame, *, batch_size: int,
                 chunk_size: int, log: Log) -> dict:
-        return index_bm25_teacher(artifacts.storage, artifacts.dataset, self.spec, corpus)
+        return index_bm25_teacher(artifacts.storage, artifacts.dataset, self.spec, corpus, log=log,
+                                  batch_size=chunk_size)
 
     def candidates(self, artifacts: DatasetArtifacts, request: CandidateRequest, log: Log
                    ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
@@ -35,31 +36,54 @@ class Bm25Teacher:
 
         spec, r = self.spec, request
         folder = artifacts.bm25_dir(spec.name)
+        t0 = time.perf_counter()
         index = bm25s.BM25.load(str(folder), allow_pickle=False)
         if json.loads((folder / "doc_ids.json").read_text()) != r.doc_ids:
             raise RuntimeError(f"BM25 index of {spec.name!r} is stale: re-materialize teacher_embeddings")
-        c, p = cand.bm25_candidates(spec.name, index, r.query_ids, r.query_texts, r.doc_ids, r.positives, k=r.top_k)
-        return c, p, {"search": "bm25"}
+        phases = {"load_index": time.perf_counter() - t0}
+        progress = ProgressLog(f"{spec.name}: searched", len(r.query_ids), log, unit="queries")
+        t0 = time.perf_counter()
+        c, p = cand.bm25_candidates(spec.name, index, r.query_ids, r.query_texts, r.doc_ids, r.positives, k=r.top_k,
+                                    on_progress=lambda done, total: progress.update(done))
+        progress.finish()
+        phases["search"] = time.perf_counter() - t0
+        return c, p, {"search": "bm25", "phase_seconds": {k: round(v, 3) for k, v in phases.items()}}
 
 
-def index_bm25_teacher(storage: StorageResource, dataset: str, spec: EncoderSpec, corpus: pl.DataFrame) -> dict:
-    """Build the BM25 index over the corpus (cheap; rebuilt when any document changed) and save it without pickle."""
+def index_bm25_teacher(storage: StorageResource, dataset: str, spec: EncoderSpec, corpus: pl.DataFrame, *,
+                       log: Log | None = None, batch_size: int = 65536) -> dict:
+    """Build the BM25 index over the corpus (rebuilt when any document changed) in batches of `batch_size`
+    documents, and save it without pickle."""
     start = time.perf_counter()
     folder = DatasetArtifacts(storage, dataset).bm25_dir(spec.name)
     version = f"{spec.model}|{documents_version(corpus)}"
     marker, ids_file = folder / "version.txt", folder / "doc_ids.json"
     rebuilt = (not marker.exists() or marker.read_text() != version or not ids_file.exists()
                or json.loads(ids_file.read_text()) != corpus["doc_id"].to_list())  # same docs, another row order
+    phases: dict[str, float] = {}
     if rebuilt:
-        texts = [document_text(t, x) for t, x in corpus.select("title", "text").iter_rows()]
-        index = cand.build_bm25_index(texts)
+        progress = ProgressLog(f"{spec.name}: indexed", corpus.height, log or (lambda m: None), unit="documents")
+
+        def text_batches():  # one batch of document strings exists at a time
+            for offset in range(0, corpus.height, batch_size):
+                rows = corpus.slice(offset, batch_size).select("title", "text").iter_rows()
+                yield [document_text(t, x) for t, x in rows]
+
+        t0 = time.perf_counter()
+        index = cand.build_bm25_index(text_batches(), batch_size=batch_size, on_progress=progress.update)
+        progress.finish()
+        phases["tokenize_and_index"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
         index.save(str(folder), allow_pickle=False, show_progress=False)
+        del index
         write_json(folder / "doc_ids.json", corpus["doc_id"].to_list())
         marker.write_text(version)
+        phases["save"] = time.perf_counter() - t0
     return {
         "teacher": spec.name,
         "kind": "bm25",
         "rebuilt": rebuilt,
         "documents": corpus.height,
         "seconds": round(time.perf_counter() - start, 2),
+        "phase_seconds": {k: round(v, 3) for k, v in phases.items()},
     }

@@ -41,10 +41,13 @@ def build_candidates(
     ann = ANN_DEFAULTS | (ann or {})
     start = time.perf_counter()
     artifacts = DatasetArtifacts(storage, dataset)
-    corpus, queries, qrels, manifest = artifacts.read_corpus()
+    # the ids only: no document text is read (the BM25 teacher searches its saved index)
+    corpus, queries, qrels, manifest = artifacts.read_corpus(document_columns=["doc_id"])
     train_q = training_queries(queries, qrels, manifest["train_split"])
     positives = positives_of(qrels, manifest["train_split"])
     query_ids, doc_ids = train_q["query_id"].to_list(), corpus["doc_id"].to_list()
+    del corpus
+    phases = {"read_corpus": time.perf_counter() - start}
     request = CandidateRequest(query_ids=query_ids, query_texts=train_q["text"].to_list(), doc_ids=doc_ids,
                                positives=positives, top_k=top_k, query_chunk=query_chunk, doc_chunk=doc_chunk,
                                search=search, ann=ann, device=models.resolved_device())
@@ -71,8 +74,10 @@ def build_candidates(
         log(f"{spec.name}: {c.height} candidates for {len(query_ids)} queries in {seconds:.1f}s")
         all_c.append(c)
         all_p.append(p)
+    t0 = time.perf_counter()
     out = artifacts.candidates_dir
     candidates, positive_scores = pl.concat(all_c), pl.concat(all_p)
+    del all_c, all_p
     write_parquet(candidates, out / "candidates.parquet")
     write_parquet(positive_scores, out / "positives.parquet")
     write_json(out / "manifest.json", {"top_k": top_k, "teachers": list(models.specs()), "queries": len(query_ids),
@@ -81,8 +86,11 @@ def build_candidates(
     for row in diagnostics:
         if row["verdict"] != "ok":
             log(f"teacher {row['teacher']} is {row['verdict']}")
+    phases["write"] = time.perf_counter() - t0
+    phases |= {f"teacher {t['teacher']}": t["seconds"] for t in per_teacher}
     return StepReport(time.perf_counter() - start, {"top_k": top_k, "queries": len(query_ids),
                                                     "rows": candidates.height, "teachers": per_teacher,
                                                     "diagnostics": diagnostics,
-                                                    "lancedb_table_versions_read": versions_read})
+                                                    "lancedb_table_versions_read": versions_read,
+                                                    "phase_seconds": {k: round(v, 3) for k, v in phases.items()}})
 

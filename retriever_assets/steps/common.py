@@ -36,6 +36,8 @@ class ProgressLog:
         self.last_done, self.lines = 0, 0
 
     def update(self, done: int) -> None:
+        if done <= self.last_done:  # nothing new since the last line
+            return
         now, total = self.clock(), max(self.total, 1)
         share = (done - self.last_done) / total
         if done >= self.total or share >= self.every_share or (

@@ -25,7 +25,7 @@ from retriever_assets.core.encoding import (
     model_fingerprint,
     plan_embedding_update,
     resolve_model_path,
-    truncates,
+    truncation_limit,
 )
 from retriever_assets.core.search import ann_recall, exact_sample, rescore_top_k
 from retriever_assets.steps.common import Log, ProgressLog
@@ -53,14 +53,20 @@ class DenseTeacher:
     def candidates(self, artifacts: DatasetArtifacts, request: CandidateRequest, log: Log
                    ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
         spec, r, ann = self.spec, request, request.ann
+        phases: dict[str, float] = {}
+        t0 = time.perf_counter()
         store = artifacts.storage.embedding_store(artifacts.dataset, spec.name)
         version = store.version()
         self._refuse_stale_vectors(store, r)
+        phases["check_cache_keys"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
         q_vec = store.vectors("query", r.query_ids)  # (n_queries, dim)
         use_ann = r.search == "ann" or (r.search == "auto" and len(r.doc_ids) >= ann["min_docs"])
-        if self.compute.is_ray and not use_ann:
-            return self._sharded_candidates(artifacts, r, q_vec, version, log)
-        d_vec = store.vectors("document", r.doc_ids)  # (n_docs, dim)
+        if self.compute.is_ray and not use_ann:  # the driver holds the query vectors only; shards hold the corpus
+            phases["read_vectors"] = time.perf_counter() - t0
+            return self._sharded_candidates(artifacts, r, q_vec, version, log, phases)
+        d_vec = store.vectors("document", r.doc_ids)  # (n_docs, dim): the one copy of the corpus vectors
+        phases["read_vectors"] = time.perf_counter() - t0
         if use_ann and not spec.normalize:
             raise ValueError(f"teacher {spec.name!r}: the ANN index searches by cosine; its vectors are not "
                              "normalised, so use search='exact'")
@@ -72,12 +78,20 @@ class DenseTeacher:
             build = vector_index_builder(artifacts.storage.storage_options or None, workers=self.compute.actors)
         ann_fn, report = (None, {})
         if use_ann:
+            t0 = time.perf_counter()
             ann_fn, report = _ann_search_with_recall_floor(store, r.doc_ids, q_vec, d_vec, ann, r.top_k, r.device,
                                                            log, build)
+            phases["ann_index_and_recall_check"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        progress = ProgressLog(f"{spec.name}: searched", len(r.query_ids), log, unit="queries")
         c, p = cand.dense_candidates(spec.name, r.query_ids, q_vec, r.doc_ids, d_vec, r.positives, k=r.top_k,
-                                     device=r.device, query_chunk=r.query_chunk, doc_chunk=r.doc_chunk, search=ann_fn)
+                                     device=r.device, query_chunk=r.query_chunk, doc_chunk=r.doc_chunk, search=ann_fn,
+                                     on_progress=progress.update)
+        progress.finish()
+        phases["search"] = time.perf_counter() - t0
         search = "exact" if not use_ann else "ann" if ann_fn is not None else "exact (ANN recall under the floor)"
-        return c, p, {"search": search, "lancedb_table_version": version} | report
+        return c, p, {"search": search, "lancedb_table_version": version} | report | {
+            "phase_seconds": {k: round(v, 3) for k, v in phases.items()}}
 
     def current_cache_keys(self) -> dict[str, str]:
         """The cache keys vectors made now would carry (no model load: the weights are fingerprinted on disk)."""
@@ -101,24 +115,30 @@ class DenseTeacher:
                 "this dataset again before candidate_lists")
 
     def _sharded_candidates(self, artifacts: DatasetArtifacts, r: CandidateRequest, q_vec: np.ndarray,
-                            version: int | None, log: Log) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+                            version: int | None, log: Log, phases: dict[str, float]
+                            ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
         """Exact search by corpus-shard actors on Ray (identical candidates to the local exact search)."""
         from retriever_assets.distributed.search import ShardedSearch
 
         storage, compute = artifacts.storage, self.compute
         compute.ensure_connected()
+        t0 = time.perf_counter()
         sharded = ShardedSearch(db_uri=storage.lancedb_root(), storage_options=storage.storage_options or None,
                                 table=storage.table_name(artifacts.dataset, self.spec.name), doc_ids=r.doc_ids,
                                 shards=compute.actors, query_chunk=r.query_chunk, doc_chunk=r.doc_chunk,
                                 cpus_per_actor=compute.cpus_per_actor, gpus_per_actor=compute.actor_gpus())
+        phases["load_shards"] = time.perf_counter() - t0
         log(f"{self.spec.name}: exact search on Ray over {len(sharded.bounds)} corpus shards")
+        t0 = time.perf_counter()
         try:
             c, p = cand.dense_candidates(self.spec.name, r.query_ids, q_vec, r.doc_ids, None, r.positives,
                                          k=r.top_k, search=sharded.search, pair_score=sharded.pair_score)
         finally:
             sharded.close()
+        phases["search"] = time.perf_counter() - t0
         return c, p, {"search": "exact (ray shards)", "ray_shards": len(sharded.bounds),
-                      "lancedb_table_version": version}
+                      "lancedb_table_version": version,
+                      "phase_seconds": {k: round(v, 3) for k, v in phases.items()}}
 
 
 def teacher_cache_keys(spec: EncoderSpec, fingerprint: str, device: str) -> dict[str, str]:
@@ -168,7 +188,8 @@ def embed_dense_teacher(
     phases["plan"] = time.perf_counter() - t0
     log(f"{spec.name}: {plan.to_embed.height} to embed, {len(plan.to_delete)} to delete, {plan.unchanged} unchanged")
     store.delete(plan.to_delete)
-    counts_truncation = truncates(model)
+    limit = truncation_limit(model)  # None: the model embeds every token (e.g. a StaticEmbedding without truncation)
+    counts_truncation = limit is not None
     truncated = {"items": 0, "seconds": 0.0}
 
     def chunk_texts(chunk: pl.DataFrame) -> list[str]:
@@ -176,7 +197,7 @@ def embed_dense_teacher(
         if counts_truncation:  # per chunk: tokenizing every pending text at once held GiBs at 1M documents
             t = time.perf_counter()
             prompt = spec.prompt(chunk["role"][0])
-            truncated["items"] += count_truncated(model.tokenizer, [prompt + x for x in texts], spec.max_seq_length)
+            truncated["items"] += count_truncated(model.tokenizer, [prompt + x for x in texts], limit)
             truncated["seconds"] += time.perf_counter() - t
         return texts
 

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-import shutil
 import time
+
+import polars as pl
 
 from resources.artifacts import DatasetArtifacts
 from resources.models import ModelsResource
 from resources.storage import StorageResource, write_json, write_parquet
-from retriever_assets.core.corpus import positives_of
-from retriever_assets.core.export import ntuple_rows, to_ntuple_dataset, to_triplet_dataset, write_flag_jsonl
+from retriever_assets.core.corpus import document_text, positives_of
+from retriever_assets.core.export import (
+    TRIPLET_SCHEMA,
+    ntuple_batches,
+    ntuple_schema,
+    save_dataset,
+    triplet_batches,
+    write_flag_jsonl,
+)
 from retriever_assets.core.mining import MiningRecipe, MiningResult, mine_hard_negatives, training_positives
-from retriever_assets.core.training import build_training_examples
-from retriever_assets.steps.common import Log, StepReport, doc_texts, training_queries
+from retriever_assets.steps.common import Log, StepReport, training_queries
 
 
 def mine_negatives(
@@ -20,41 +27,46 @@ def mine_negatives(
 ) -> tuple[MiningResult, StepReport]:
     recipe.validate(models.kinds())  # before any work
     start = time.perf_counter()
+    phases: dict[str, float] = {}
     artifacts = DatasetArtifacts(storage, dataset)
-    corpus, queries, qrels, manifest = artifacts.read_corpus()
+    _, queries, qrels, manifest = artifacts.read_corpus(document_columns=["doc_id"])  # texts: only those exported
     candidates, positive_scores = artifacts.read_candidates()
     missing = set(recipe.teachers) - set(candidates["teacher"].unique().to_list())
     if missing:
         raise RuntimeError(f"candidate_lists has no candidates for teacher(s) {sorted(missing)}: re-materialize it")
     train_q = training_queries(queries, qrels, manifest["train_split"])
+    phases["read"] = time.perf_counter() - start
+    t0 = time.perf_counter()
     result = mine_hard_negatives(candidates, positive_scores, recipe, query_ids=train_q["query_id"].to_list())
+    del candidates
     out = artifacts.negatives_dir(recipe.name)
     write_parquet(result.negatives, artifacts.negatives_file(recipe.name))
     write_parquet(result.filtered, out / "filtered_candidates.parquet")
     write_json(artifacts.mining_stats_file(recipe.name), result.stats)
+    phases["mine"] = time.perf_counter() - t0
 
+    t0 = time.perf_counter()
     positives = training_positives(positives_of(qrels, manifest["train_split"]), result.negatives,
                                    recipe.short_queries)  # `short_queries: drop`: dropped queries are not exported
     q_text = dict(train_q.select("query_id", "text").iter_rows())
-    d_text = doc_texts(corpus)
-    rows = ntuple_rows(result.negatives, positives, q_text, d_text, recipe.num_negatives)
-    ntuple_dir = out / "ntuple"
-    shutil.rmtree(ntuple_dir, ignore_errors=True)
-    import datasets
-
-    datasets.disable_progress_bars()  # "Saving the dataset" bars are noise on a user's console and in the run log
-    to_ntuple_dataset(rows, recipe.num_negatives).save_to_disk(str(ntuple_dir))
+    # only the documents the exports name: ~(n + 1) per query, not the corpus
+    docs = artifacts.read_documents(pl.concat([result.negatives["doc_id"], positives["doc_id"]]))
+    d_text = {d: document_text(t, x) for d, t, x in docs.select("doc_id", "title", "text").iter_rows()}
+    del docs
+    phases["read_texts"] = time.perf_counter() - t0
+    n = recipe.num_negatives
+    t0 = time.perf_counter()
+    ntuple = save_dataset(ntuple_batches(result.negatives, positives, q_text, d_text, n), ntuple_schema(n),
+                          out / "ntuple")
     # triplets keep every negative, including those of queries short of n
-    all_rows = build_training_examples(result.negatives, positives, q_text, d_text)
-    triplet_dir = out / "triplet"
-    shutil.rmtree(triplet_dir, ignore_errors=True)
-    to_triplet_dataset([r for group in all_rows.values() for r in group], recipe.num_negatives).save_to_disk(
-        str(triplet_dir))
+    triplets = save_dataset(triplet_batches(result.negatives, positives, q_text, d_text), TRIPLET_SCHEMA,
+                            out / "triplet")
     flag_lines = write_flag_jsonl(out / "flag_embedding.jsonl", result.negatives, positives, q_text, d_text)
-    log(f"{recipe.name}: {result.negatives.height} negatives, {result.stats['queries_short']} queries short")
+    phases["export"] = time.perf_counter() - t0
+    log(f"{recipe.name}: {result.negatives.height} negatives, {result.stats['queries_short']} queries short; "
+        f"exported {ntuple} n-tuples, {triplets} triplets, {flag_lines} FlagEmbedding lines")
     return result, StepReport(
         time.perf_counter() - start,
-        result.stats | {"ntuple_rows": len(rows), "flag_jsonl_lines": flag_lines, "folder": str(out)},
+        result.stats | {"ntuple_rows": ntuple, "triplet_rows": triplets, "flag_jsonl_lines": flag_lines,
+                        "folder": str(out), "phase_seconds": {k: round(v, 3) for k, v in phases.items()}},
     )
-
-
