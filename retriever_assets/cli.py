@@ -81,6 +81,15 @@ def _configured_recipe_names() -> set[str]:
     return {r.name for r in load_recipes(os.environ.get("RETRIEVER_RECIPES"))}
 
 
+def seed_notes(seed: int | None, recipes) -> list[str]:
+    """A line for each recipe `--seed` does not train: one with its own `student_seed` keeps it (naive-seed2 must not
+    train the student naive trains under another name, or the seeds table would show no spread)."""
+    if seed is None:
+        return []
+    return [f"note: --seed {seed} does not apply to recipe {r.name!r}: it trains with its own student_seed "
+            f"{r.student_seed}" for r in recipes if r.student_seed is not None and r.student_seed != seed]
+
+
 def run_config(args, recipe_prefixes: list[str] | None = None) -> dict:
     """Run config from the command line; student and score settings apply to every recipe's lineage.
 
@@ -179,8 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--base-model")
         p.add_argument("--max-seq-length", type=int)
         p.add_argument("--learning-rate", type=float)
-        p.add_argument("--seed", type=int, help="student training seed for every recipe (default: each "
-                       "recipe's student_seed, else 42)")
+        p.add_argument("--seed", type=int, help="student training seed of the recipes without their own student_seed "
+                       "(default 42); a second-seed recipe such as naive-seed2 keeps its own, or it would train "
+                       "the same student as its first seed")
         p.add_argument("--max-train-queries", type=int,
                        help="train each student on the same fixed subset of this many training queries")
         p.add_argument("--eval-max-seq-length", type=int,
@@ -249,17 +259,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "ingest":
         return _ingest(defs, instance, args, found)
 
+    from retriever_assets.definitions import LINEAGES
+
+    # every name in wanted_names is known: checked above, before the definitions loaded
+    chosen = [lineage for lineage in LINEAGES if not wanted_names or lineage.recipe.name in wanted_names]
+    for line in seed_notes(args.seed, [lineage.recipe for lineage in chosen]):
+        print(line, file=sys.stderr)
     dataset = "demo-qa" if args.command == "demo" else args.dataset
     if dataset not in found:
         print(f"dataset {dataset!r} not found in {data_root.root()} (found: {', '.join(found) or 'none'})",
               file=sys.stderr)
         return 2
-    from retriever_assets.definitions import LINEAGES
-
     job = defs.resolve_implicit_global_asset_job_def()
     selection = None
-    # every name in wanted_names is known: checked above, before the definitions loaded
-    chosen = [lineage for lineage in LINEAGES if not wanted_names or lineage.recipe.name in wanted_names]
     if wanted_names:
         selection = [dg.AssetKey(k) for k in ("qa_corpus", "teacher_embeddings", "candidate_lists", "leaderboard",
                                                  "best_student")]

@@ -115,3 +115,22 @@ def test_ingest_holds_out_the_dev_split_and_a_bad_share_names_the_file(tmp_path)
         bad.stderr[-1500:]
     assert json.loads((store / "demo-qa" / "corpus" / "manifest.json").read_text()) == manifest  # nothing lost
     assert settings.read_text() == before
+
+
+def test_seed_applies_to_recipes_without_their_own_and_the_cli_says_so(tmp_path):
+    """--seed trains every recipe without a student_seed; a second-seed recipe keeps its own (else naive-seed2 would
+    train the very student naive trains, and the seed table would show no spread). Help, README and run agree."""
+    from retriever_assets.configs import StudentConfig
+
+    assert StudentConfig(seed=7).settings(recipe_seed=2).seed == 2 and StudentConfig(seed=7).settings().seed == 7
+    helped = _cli(tmp_path, "run", "--help")
+    help_text = " ".join(helped.stdout.split())
+    assert "recipes without their own student_seed" in help_text and "keeps its own" in help_text, help_text
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert "| | `seed` | none | training seed of every recipe without its own `student_seed`" in readme
+    assert "`--seed` trains every recipe without its own `student_seed`" in readme
+    done = _cli(tmp_path, "run", "--dataset", "nowhere", "--recipe", "naive", "--recipe", "naive-seed2",
+                "--seed", "7", "--storage", str(tmp_path / "st"))
+    assert done.returncode == 2 and "dataset 'nowhere' not found" in done.stderr, done.stderr[-1500:]
+    notes = [line for line in done.stderr.splitlines() if line.startswith("note: --seed")]
+    assert notes == ["note: --seed 7 does not apply to recipe 'naive-seed2': it trains with its own student_seed 2"]
