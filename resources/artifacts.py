@@ -10,6 +10,7 @@ import polars as pl
 
 from resources.storage import StorageResource
 from retriever_assets.core.naming import folder_bytes
+from retriever_assets.core.versions import split_key
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,14 @@ class DatasetArtifacts:
         if not self.corpus_manifest_file.exists():
             raise FileNotFoundError(f"dataset {self.dataset!r} has no qa_corpus yet: materialize qa_corpus first")
         return json.loads(self.corpus_manifest_file.read_text())
+
+    def corpus_identity(self) -> dict:
+        """{corpus_version, split_key} of the corpus as ingested now: what a student and its scores must match."""
+        manifest = self.read_corpus_manifest()
+        key = manifest.get("split_key")
+        if key is None:  # a corpus ingested before split keys were recorded
+            key = split_key(pl.read_parquet(self.corpus_dir / "qrels.parquet", columns=["split", "query_id"]))
+        return {"corpus_version": manifest["version"], "split_key": key}
 
     def read_ingest_settings(self) -> dict | None:
         """The stored ingest settings; for a corpus ingested before they were stored, what its manifest says was

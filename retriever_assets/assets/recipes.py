@@ -185,6 +185,8 @@ def build_recipe_assets(lineage: RecipeLineage) -> list:
             ),
             "mteb_result_json": dg.MetadataValue.path(student.get("result_json") or ""),
             "reused_unchanged_inputs": report.values.get("reused", False),
+            # a student trained under another corpus version or splits (e.g. before a re-ingest with a dev share)
+            "stale": report.values.get("stale") or "no",
             "seconds": round(report.seconds, 2),
         }
         artifacts = DatasetArtifacts(storage, context.partition_key)

@@ -11,6 +11,40 @@ METRICS = ("ndcg_at_10", "recall_at_100", "mrr_at_10", "map_at_10")
 
 
 SEED_FIELDS = ("name", "student_seed")  # recipe fields that do not change what is mined
+IDENTITY = ("corpus_version", "split_key")  # what a student and its scores must share with the corpus as it is now
+
+
+def _corpus(identity: dict) -> str:
+    return f"corpus version {identity.get('corpus_version')} (splits {identity.get('split_key')})"
+
+
+def training_staleness(current: dict, training: dict | None) -> str | None:
+    """Why a student does not belong to the corpus as ingested now (`current`: corpus_version, split_key), or None.
+
+    A student trained before a re-ingest (another dev share, split names or data) may have trained on what are now
+    dev or test queries: its scores say nothing about the current splits.
+    """
+    if not training or training.get("corpus_version") is None:
+        return ("the corpus its student was trained on was not recorded (trained before that was): re-materialize "
+                "student_checkpoint (reused at no cost when its training data is unchanged)")
+    if any(training.get(k) != current[k] for k in IDENTITY):
+        return (f"student trained on {_corpus(training)}, the corpus is now {_corpus(current)}: re-materialize its "
+                "student_checkpoint")
+    return None
+
+
+def staleness(current: dict, scores: dict, training: dict | None) -> str | None:
+    """Why a recipe's leaderboard row does not describe the current corpus and student, or None when it does."""
+    reason = training_staleness(current, training)
+    if reason:
+        return reason
+    if any(scores.get(k) != current[k] for k in IDENTITY):
+        return f"scored on {_corpus(scores)}, the corpus is now {_corpus(current)}: re-materialize its mteb_scores"
+    student = next((r for label, r in scores["results"].items() if label.startswith("student")), {})
+    if student.get("fingerprint") and training.get("fingerprint") and student["fingerprint"] != training[
+            "fingerprint"]:
+        return "scores are of an earlier student (retrained since): re-materialize its mteb_scores"
+    return None
 
 
 def comparable_setup(recipe: str, scores: dict, mining: dict | None, training: dict | None) -> dict:
@@ -45,6 +79,8 @@ def summarize_seeds(frame: pl.DataFrame) -> pl.DataFrame:
     """Per recipe family: students (seeds), mean nDCG@10 and Recall@100, min and max nDCG@10 (and the mean dev
     nDCG@10 when there is a dev split)."""
     students = frame.filter(pl.col("recipe").is_not_null())
+    if "stale" in students.columns:  # a stale student is no seed of a current experiment
+        students = students.filter(pl.col("stale").is_null())
     if "family" not in students.columns or students.height == 0:
         return pl.DataFrame()
     return (
@@ -63,21 +99,31 @@ def summarize_seeds(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def build_leaderboard(scores: dict[str, dict], mining: dict[str, dict], training: dict[str, dict],
-                      audits: dict[str, dict] | None = None) -> pl.DataFrame:
+                      audits: dict[str, dict] | None = None, *, current: dict | None = None) -> pl.DataFrame:
     """Rows for base, teachers and every recipe's student, best nDCG@10 first.
 
     `scores[recipe]` is a recipe's scores.json, `mining[recipe]` its negatives stats.json and `training[recipe]`
-    its student manifest; base and teacher rows are taken once (they are the same for every recipe).
+    its student manifest; base and teacher rows are taken once (they are the same for every recipe), from scores
+    on the current corpus when there are some. With `current` (the corpus's corpus_version and split_key) a row
+    made under another corpus or splits gets a `stale` reason: stale rows come after every current one and are
+    never chosen (`best_by_dev`) nor averaged into seed means.
     """
     families = recipe_family({r: comparable_setup(r, scores[r], mining.get(r), training.get(r)) for r in scores})
+    stale = {r: staleness(current, scores[r], training.get(r)) for r in scores} if current else {}
+    scored_stale = ({r: None if all(scores[r].get(k) == current[k] for k in IDENTITY) else
+                     f"scored on {_corpus(scores[r])}, the corpus is now {_corpus(current)}" for r in scores}
+                    if current else {})
     rows: dict[str, dict] = {}
-    for recipe, data in scores.items():
+    for recipe in sorted(scores, key=lambda r: scored_stale.get(r) is not None):  # current scores first
+        data = scores[recipe]
         for label, result in data["results"].items():
             is_student = label.startswith("student")
             name = f"student: {recipe}" if is_student else label
             if name in rows:
                 continue
             row = {"model": name, "recipe": recipe if is_student else None}
+            if current:
+                row["stale"] = stale[recipe] if is_student else scored_stale[recipe]
             row |= {m: float(result[m]) for m in METRICS}
             if "dev" in result:  # the held-out dev split: what recipes are chosen by
                 row["dev_ndcg_at_10"] = float(result["dev"]["ndcg_at_10"])
@@ -95,13 +141,18 @@ def build_leaderboard(scores: dict[str, dict], mining: dict[str, dict], training
                 }
             rows[name] = row
     frame = pl.DataFrame(list(rows.values()), infer_schema_length=None)
+    if current:
+        frame = frame.with_columns(pl.col("stale").cast(pl.String))
     base = frame.filter(pl.col("model") == "base student")["ndcg_at_10"]
     if base.len():
         frame = frame.with_columns(delta_ndcg_at_10=pl.col("ndcg_at_10") - base[0])
     best = best_by_dev(frame)
     if best is not None:
         frame = frame.with_columns(best_by_dev=pl.col("model") == best["model"])
-    return frame.sort("ndcg_at_10", descending=True)
+    if current:  # current rows first: a stale score is never ranked among current ones
+        return frame.sort([pl.col("stale").is_not_null(), "ndcg_at_10"], descending=[False, True],
+                          maintain_order=True)
+    return frame.sort("ndcg_at_10", descending=True, maintain_order=True)
 
 
 def best_by_dev(board: pl.DataFrame) -> dict | None:
@@ -111,10 +162,16 @@ def best_by_dev(board: pl.DataFrame) -> dict | None:
     """
     if "dev_ndcg_at_10" not in board.columns:
         return None
-    students = board.filter(pl.col("recipe").is_not_null() & pl.col("dev_ndcg_at_10").is_not_null())
+    students = _current_students(board).filter(pl.col("dev_ndcg_at_10").is_not_null())
     if students.height == 0:
         return None
     return students.sort(["dev_ndcg_at_10", "recipe"], descending=[True, False]).row(0, named=True)
+
+
+def _current_students(board: pl.DataFrame) -> pl.DataFrame:
+    """Student rows that are not stale (every student row of a board built without a corpus identity)."""
+    students = board.filter(pl.col("recipe").is_not_null())
+    return students.filter(pl.col("stale").is_null()) if "stale" in board.columns else students
 
 
 def dev_selection_summary(board: pl.DataFrame) -> dict | None:
@@ -122,7 +179,7 @@ def dev_selection_summary(board: pl.DataFrame) -> dict | None:
     chosen = best_by_dev(board)
     if chosen is None:
         return None
-    students = board.filter(pl.col("recipe").is_not_null())
+    students = _current_students(board)
     test_best = students.sort(["ndcg_at_10", "recipe"], descending=[True, False]).row(0, named=True)
     return {
         "dev_selected": chosen["recipe"], "dev_selected_dev_ndcg_at_10": chosen["dev_ndcg_at_10"],
@@ -132,22 +189,31 @@ def dev_selection_summary(board: pl.DataFrame) -> dict | None:
     }
 
 
-def cross_dataset_matrix(dataset: str, scores: dict[str, dict]) -> pl.DataFrame:
+def cross_dataset_matrix(dataset: str, scores: dict[str, dict], stale: dict[str, str | None] | None = None
+                         ) -> pl.DataFrame:
     """nDCG@10 of the base model and every recipe's student on this dataset's test split and on each other
-    dataset's test split it was scored on (one row per model, one column per dataset)."""
+    dataset's test split it was scored on (one row per model, one column per dataset); with `stale` (recipe ->
+    reason, see `staleness`) a last `stale` column when some student is stale, those rows after the current ones."""
     rows: dict[str, dict] = {}
+    stale = {r: why for r, why in (stale or {}).items() if why}
     for recipe, data in scores.items():
         for label, result in data["results"].items():
             if label.startswith("teacher"):
                 continue
-            name = f"student: {recipe}" if label.startswith("student") else label
+            is_student = label.startswith("student")
+            name = f"student: {recipe}" if is_student else label
             if name in rows:  # the base model is the same under every recipe: its first row stands
                 continue
             rows[name] = {"model": name, dataset: float(result["ndcg_at_10"])} | {
                 other: float(r["ndcg_at_10"]) for other, r in result.get("cross", {}).items()}
+            if stale:
+                rows[name]["stale"] = stale.get(recipe) if is_student else None
     if not rows:
         return pl.DataFrame()
     frame = pl.DataFrame(list(rows.values()), infer_schema_length=None)
+    if stale:
+        frame = frame.select(pl.exclude("stale"), pl.col("stale").cast(pl.String))
+        return frame.sort([pl.col("stale").is_not_null(), dataset], descending=[False, True], maintain_order=True)
     return frame.sort(dataset, descending=True)
 
 

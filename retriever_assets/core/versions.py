@@ -37,6 +37,12 @@ def corpus_version(corpus: pl.DataFrame, queries: pl.DataFrame, qrels: pl.DataFr
 
 
 
+def split_key(qrels: pl.DataFrame) -> str:
+    """Which query is in which split (train, test, dev, ...): changes when a dev share, a seed, a split name or a
+    query's split changes, so a student or score made under other splits can be told apart."""
+    return hash_rows(qrels.select("split", "query_id").unique().sort("split", "query_id").iter_rows())[:16]
+
+
 def test_split_key(corpus: pl.DataFrame, queries: pl.DataFrame, split_qrels: pl.DataFrame) -> str:
     """Changes when the documents, the queries or the split's judgements change."""
     return hash_rows([

@@ -35,6 +35,7 @@ def compare_recipes(
         cross_dataset_matrix,
         dev_selection_summary,
         false_negative_audit,
+        staleness,
         summarize_seeds,
         to_markdown,
     )
@@ -52,6 +53,11 @@ def compare_recipes(
         training[name] = artifacts.read_student_manifest(name)
     if not scores:
         raise RuntimeError(f"no recipe of {dataset!r} has MTEB scores yet: materialize mteb_scores first")
+    current = artifacts.corpus_identity()
+    stale_reasons = {name: staleness(current, scores[name], training[name]) for name in scores}
+    for name, why in stale_reasons.items():
+        if why:
+            log(f"recipe {name}: marked stale on the leaderboard, not ranked nor chosen: {why}")
     out = artifacts.leaderboard_dir
     previous = json.loads((out / "audit.json").read_text()) if (out / "audit.json").exists() else {}
     negatives_hash = {
@@ -99,18 +105,18 @@ def compare_recipes(
             audits[name] = false_negative_audit(negatives, positives, judge) | setup | {
                 "negatives_hash": negatives_hash[name]}
             log(f"recipe {name}: {audits[name]['false_negative_share']:.1%} suspected false negatives")
-    board = build_leaderboard(scores, mining, training, audits)
+    board = build_leaderboard(scores, mining, training, audits, current=current)
     board.write_csv(out / "leaderboard.csv")
     seeds = summarize_seeds(board)
     (out / "leaderboard.md").write_text(to_markdown(board) + "\n")
-    matrix = cross_dataset_matrix(dataset, scores)
+    matrix = cross_dataset_matrix(dataset, scores, stale_reasons)
     selection = dev_selection_summary(board)
     for stale in ("seeds.csv", "seeds.md", "cross_dataset.csv", "cross_dataset.md", "selection.json"):
         (out / stale).unlink(missing_ok=True)
     if seeds.height:
         seeds.write_csv(out / "seeds.csv")
         (out / "seeds.md").write_text(to_markdown(seeds) + "\n")
-    if matrix.width > 2:  # some model was scored on another dataset
+    if len(set(matrix.columns) - {"model", dataset, "stale"}):  # some model was scored on another dataset
         matrix.write_csv(out / "cross_dataset.csv")
         (out / "cross_dataset.md").write_text(to_markdown(matrix) + "\n")
     if selection:
@@ -118,7 +124,9 @@ def compare_recipes(
     write_json(out / "audit.json", audits)
     return StepReport(time.perf_counter() - start, {"board": board, "seeds": seeds, "audits": audits,
                                                     "folder": str(out), "recipes": list(scores),
-                                                    "cross_dataset": matrix, "selection": selection})
+                                                    "cross_dataset": matrix, "selection": selection,
+                                                    "stale": {f"student: {n}": why
+                                                              for n, why in stale_reasons.items() if why}})
 
 
 def select_best_student(storage: StorageResource, dataset: str, log: Log) -> StepReport:

@@ -13,6 +13,7 @@ from resources.artifacts import DatasetArtifacts
 from resources.models import ModelsResource
 from resources.storage import StorageResource, write_json
 from retriever_assets.core.encoding import EncoderSpec, model_fingerprint
+from retriever_assets.core.leaderboard import training_staleness
 from retriever_assets.core.versions import (
     hash_rows,
     model_score_key,
@@ -44,6 +45,14 @@ def score_models(
     artifacts = DatasetArtifacts(storage, dataset)
     corpus, queries, qrels, manifest = artifacts.read_corpus()
     student = artifacts.read_student_manifest(recipe_name)
+    # the corpus as ingested now against the one the student learnt from: a student trained before a re-ingest
+    # (e.g. dev share 0, then 0.2) has seen today's dev queries, so its dev score is inflated; scored, but marked
+    current = artifacts.corpus_identity()
+    identity = current | {"student_trained_on": {k: student.get(k) for k in current},
+                          "stale": training_staleness(current, student)}
+    if identity["stale"]:
+        log(f"recipe {recipe_name}: {identity['stale']}; its scores are marked stale and the leaderboard neither "
+            "ranks nor chooses it")
     split = manifest["test_split"]
     seq = max_seq_length or student["settings"]["max_seq_length"]
     to_score: dict[str, tuple[EncoderSpec, str]] = {
@@ -83,6 +92,9 @@ def score_models(
         last = json.loads(previous.read_text())
         if last.get("inputs_key") == inputs_key:
             log(f"models and scored splits unchanged ({inputs_key}): reusing {previous}")
+            if any(last.get(k) != v for k, v in identity.items()):  # e.g. the student's corpus recorded since
+                last |= identity
+                write_json(previous, last)
             return StepReport(time.perf_counter() - start, last | {"reused": True})
 
     def score(label, spec, fingerprint, key, frames, splits, name, result_dir):
@@ -129,7 +141,7 @@ def score_models(
                           (o_corpus, o_queries, o_qrels), [o_split], other, out / "mteb-cross")
             results[label].setdefault("cross", {})[other] = {m: cross[m] for m in REPORTED}
     report = {"split": split, "dev_split": dev, "recipe": recipe_name, "results": results, "inputs_key": inputs_key,
-              "reused": False, "max_seq_length": seq, "cross_datasets": list(others)}
+              "reused": False, "max_seq_length": seq, "cross_datasets": list(others), **identity}
     write_json(artifacts.scores_file(recipe_name), report)
     return StepReport(time.perf_counter() - start, report)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from resources.artifacts import DatasetArtifacts
 from resources.storage import StorageResource, write_json, write_parquet
 from retriever_assets.core.corpus import BeirCorpus, dev_split_name, hold_out_dev, load_beir_folder
-from retriever_assets.core.versions import corpus_version
+from retriever_assets.core.versions import corpus_version, split_key
 from retriever_assets.steps.common import Log, StepReport
 
 # what qa_corpus uses when neither the run nor the dataset's stored settings say otherwise
@@ -98,6 +98,7 @@ def ingest_corpus(
         "train_split": train_split,
         "test_split": test_split,
         "version": version,
+        "split_key": split_key(loaded.qrels),
         "validation_mode": mode,
         "documents": loaded.corpus.height,
         "queries": loaded.queries.height,

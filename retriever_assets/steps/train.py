@@ -65,6 +65,10 @@ def train_student(
         last = json.loads(previous.read_text())
         if last.get("data_fingerprint") == data_fp:
             log(f"training inputs unchanged ({data_fp}): reusing {out / 'model'}")
+            identity = artifacts.corpus_identity()
+            if any(last.get(k) != v for k, v in identity.items()):  # the same training data from a later corpus
+                last |= identity
+                write_json(previous, last)
             return StepReport(time.perf_counter() - start, last | {"reused": True})
     if on_ray:
         from retriever_assets.distributed.train import train_on_ray
@@ -86,6 +90,7 @@ def train_student(
         "model_dir": str(outcome.model_dir),
         "fingerprint": model_fingerprint(str(outcome.model_dir)),
         "recipe": recipe_name,
+        **artifacts.corpus_identity(),  # corpus_version, split_key: the corpus whose training split it learnt
         "examples": outcome.examples,
         "train_queries": positives["query_id"].n_unique(),
         "examples_by_negative_count": {str(m): len(r) for m, r in groups.items()},

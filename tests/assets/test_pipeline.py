@@ -91,6 +91,35 @@ def test_unchanged_inputs_reuse_the_student_and_the_scores(pipeline, tiny_encode
     assert materializations(result, "mteb_scores")[0].metadata["reused_unchanged_inputs"].value is True
 
 
+def test_a_re_ingest_with_the_same_training_data_keeps_the_student_current(pipeline, demo_root, tiny_encoder,
+                                                                           tmp_path):
+    """A test-only edit changes the corpus version but not what the student learnt from: the reused student is
+    recorded under the new version, so neither it nor its new scores are stale."""
+    import shutil
+
+    from chain import resources_for
+
+    _, _, _, storage = pipeline
+    root, copy = tmp_path / "data", tmp_path / "storage"
+    shutil.copytree(demo_root / DATASET, root / DATASET)
+    shutil.copytree(storage, copy)
+    test_file = root / DATASET / "qrels" / "test.tsv"
+    test_file.write_text("".join(test_file.read_text().splitlines(keepends=True)[:-1]))  # one judgement fewer
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("dataset", [DATASET])
+    result = materialize(instance, resources_for(root, copy, tiny_encoder), tiny_encoder,
+                         selection=["qa_corpus", "student_checkpoint", "mteb_scores"])
+    manifest = json.loads((copy / DATASET / "corpus" / "manifest.json").read_text())
+    before = json.loads((storage / DATASET / "corpus" / "manifest.json").read_text())
+    assert manifest["version"] != before["version"]
+    assert materializations(result, "student_checkpoint")[0].metadata["reused_unchanged_inputs"].value is True
+    student = json.loads((copy / DATASET / "student" / "percpos-0.95" / "manifest.json").read_text())
+    assert (student["corpus_version"], student["split_key"]) == (manifest["version"], manifest["split_key"])
+    scores = json.loads((copy / DATASET / "scores" / "percpos-0.95" / "scores.json").read_text())
+    assert scores["stale"] is None and scores["corpus_version"] == manifest["version"]
+    assert materializations(result, "mteb_scores")[0].metadata["stale"].value == "no"
+
+
 def test_a_seed_recipe_gets_its_own_lineage_seed_and_training_subset(pipeline, tiny_encoder):
     from retriever_assets.assets.compare import build_leaderboard_asset
     from retriever_assets.assets.recipes import build_recipe_assets

@@ -5,7 +5,9 @@ import polars as pl
 import pytest
 
 from retriever_assets.core.leaderboard import (
+    best_by_dev,
     build_leaderboard,
+    dev_selection_summary,
     false_negative_audit,
     recipe_family,
     summarize_seeds,
@@ -92,3 +94,39 @@ def test_students_trained_or_scored_differently_are_not_seeds_of_one_family():
     assert families == {"naive": "naive", "naive-subset": "naive-subset", "naive-seed2": "naive-seed2",
                         "mystery": "mystery", None: None}
     assert summarize_seeds(board)["students"].to_list() == [1, 1, 1, 1]
+
+
+def test_students_trained_or_scored_under_another_corpus_are_stale_never_chosen_nor_ranked_as_current():
+    now = {"corpus_version": "v2", "split_key": "s2"}
+
+    def scored(test, dev, fingerprint, corpus=now):
+        s = scores(test)
+        s["results"]["student (x)"] |= {"dev": {"ndcg_at_10": dev}, "fingerprint": fingerprint}
+        s["results"]["base student"]["dev"] = {"ndcg_at_10": 0.5}
+        return s | corpus
+
+    board = build_leaderboard(
+        {"old": scored(0.80, 0.95, "fp-old"),  # trained with dev share 0, scored after a re-ingest with 0.2
+         "late": scored(0.78, 0.90, "fp-late", {"corpus_version": "v1", "split_key": "s1"}),  # scores not re-run
+         "legacy": scored(0.77, 0.90, "fp-legacy"),  # trained before corpus versions were recorded
+         "retrained": scored(0.76, 0.90, "fp-before"),  # student retrained since its scores
+         "new": scored(0.70, 0.75, "fp-new")},
+        {},
+        {"old": {"corpus_version": "v1", "split_key": "s1", "fingerprint": "fp-old"},
+         "late": now | {"fingerprint": "fp-late"}, "legacy": {"fingerprint": "fp-legacy"},
+         "retrained": now | {"fingerprint": "fp-after"}, "new": now | {"fingerprint": "fp-new"}},
+        current=now,
+    )
+    stale = dict(zip(board["model"], board["stale"], strict=True))
+    assert "trained on corpus version v1 (splits s1)" in stale["student: old"]
+    assert "scored on corpus version v1" in stale["student: late"]
+    assert "not recorded" in stale["student: legacy"] and "earlier student" in stale["student: retrained"]
+    assert stale["student: new"] is None and stale["base student"] is None
+    # current rows first (best first), then the stale ones: a stale score is never ranked as if current
+    assert board["model"].to_list()[:3] == ["student: new", "base student", "teacher minilm"]
+    assert set(board["model"].to_list()[3:]) == {"student: old", "student: late", "student: legacy",
+                                                 "student: retrained"}
+    assert best_by_dev(board)["recipe"] == "new"
+    assert board.filter(pl.col("best_by_dev"))["recipe"].to_list() == ["new"]
+    assert dev_selection_summary(board)["test_best"] == "new"
+    assert summarize_seeds(board)["family"].to_list() == ["new"]  # stale students take no part in seed means
