@@ -109,11 +109,45 @@ def resolve_model_path(model: str, *, cache_dir: Path | None = None) -> str:
     return model
 
 
+def hub_cache_dir() -> Path:
+    """The Hugging Face hub cache a load reads from (read at call time, as the environment says now)."""
+    import os
+
+    if os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE"):
+        return Path(os.environ.get("HF_HUB_CACHE") or os.environ["HUGGINGFACE_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "huggingface" / "hub"
+
+
+def hub_snapshot_commit(model_id: str, revision: str | None = None) -> str:
+    """The commit of the snapshot a hub model id loads from the local cache; refuses a moving ref it cannot resolve.
+
+    A 40-hex `revision` names the weights already. A branch or tag (`main` when none) moves: it is resolved through
+    the cache's `refs/`, as sentence-transformers resolves it offline (a bare name is tried under
+    `sentence-transformers/` first); a name not in the cache cannot be fingerprinted, so nothing is keyed by it.
+    """
+    if revision and len(revision) == 40 and all(c in "0123456789abcdef" for c in revision.lower()):
+        return revision.lower()
+    ref = revision or "main"
+    cache = hub_cache_dir()
+    for repo in ([f"sentence-transformers/{model_id}", model_id] if "/" not in model_id else [model_id]):
+        folder = cache / f"models--{repo.replace('/', '--')}"
+        ref_file = folder / "refs" / ref
+        commit = ref_file.read_text().strip() if ref_file.is_file() else ref
+        if (folder / "snapshots" / commit).is_dir():
+            return commit
+    raise ValueError(f"model {model_id!r} at the moving ref {ref!r} is not in the local Hugging Face cache ({cache}): "
+                     "its weights cannot be fingerprinted, so no embedding, score or audit is keyed by it; download "
+                     "it first, give a commit hash as its revision, or use a local folder")
+
+
 def model_fingerprint(path_or_id: str, revision: str | None = None) -> str:
-    """Content hash of a local model folder (weights, config, pooling), or `id@revision` for a hub model."""
+    """Content hash of a local model folder (weights, config, pooling); for a hub model `id@commit`, the commit of
+    the cached snapshot it loads (`hub_snapshot_commit`), never a moving ref such as `main`."""
     path = Path(path_or_id)
     if not path.is_dir():
-        return f"{path_or_id}@{revision or 'main'}"
+        return f"{path_or_id}@{hub_snapshot_commit(path_or_id, revision)}"
     files = []
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
         rel = file.relative_to(path).as_posix()

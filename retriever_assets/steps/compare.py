@@ -13,8 +13,9 @@ from resources.artifacts import DatasetArtifacts
 from resources.models import ModelsResource
 from resources.storage import StorageResource, write_json
 from retriever_assets.core.corpus import positives_of
-from retriever_assets.core.encoding import EncoderSpec
+from retriever_assets.core.encoding import EncoderSpec, model_fingerprint
 from retriever_assets.core.training import select_training_queries
+from retriever_assets.core.versions import hash_rows
 from retriever_assets.steps.common import Log, StepReport, doc_texts, teachers_path
 
 
@@ -64,21 +65,26 @@ def compare_recipes(
         name: hashlib.blake2b(artifacts.negatives_file(name).read_bytes(), digest_size=12).hexdigest()
         for name in scores
     }
-    # an audit stays valid while the recipe's negatives are the same file content (and, when a judge is set,
-    # the same judge, length and audited queries); without a judge, earlier audits are kept rather than lost
+    # an audit stays valid while the recipe's negatives are the same file content on the same corpus (and, when a
+    # judge is set, the same judge weights, length and audited query ids); without a judge, earlier audits are kept
+    # rather than lost. Keyed by what decides the judgement: the judge's weight fingerprint (not its path) and a
+    # hash of the audited ids (not their count)
     setup: dict | None = None
+    kept_by = {"corpus_version": current["corpus_version"]}
     if judge_model:
         judge_spec = EncoderSpec(name="judge", model=judge_model, max_seq_length=judge_max_seq_length)
         positives = positives_of(qrels, manifest["train_split"])
         audited = select_training_queries(positives["query_id"].to_list(), audit_max_queries)
         positives = positives.filter(pl.col("query_id").is_in(audited))
-        setup = {"judge": teachers_path(models, judge_spec), "judge_max_seq_length": judge_max_seq_length,
-                 "queries_audited": len(audited)}
+        judge_path = teachers_path(models, judge_spec)
+        setup = kept_by | {"judge_fingerprint": model_fingerprint(judge_path, judge_spec.revision),
+                           "judge_max_seq_length": judge_max_seq_length,
+                           "audited_queries_hash": hash_rows([(q,) for q in sorted(audited)])}
     audits: dict[str, dict] = {}
     for name in scores:
         same = previous.get(name, {})
         if same.get("negatives_hash") == negatives_hash[name] and all(
-                same.get(k) == v for k, v in (setup or {}).items()):
+                same.get(k) == v for k, v in (setup or kept_by).items()):
             audits[name] = same
             log(f"recipe {name}: audit {'reused' if setup else 'kept from an earlier leaderboard (no judge now)'} "
                 f"({same['false_negative_share']:.1%} suspected false negatives)")
@@ -103,7 +109,7 @@ def compare_recipes(
         for name in fresh:
             negatives = artifacts.read_negatives(name).filter(pl.col("query_id").is_in(audited))
             audits[name] = false_negative_audit(negatives, positives, judge) | setup | {
-                "negatives_hash": negatives_hash[name]}
+                "negatives_hash": negatives_hash[name], "judge": judge_path, "queries_audited": len(audited)}
             log(f"recipe {name}: {audits[name]['false_negative_share']:.1%} suspected false negatives")
     board = build_leaderboard(scores, mining, training, audits, current=current)
     board.write_csv(out / "leaderboard.csv")

@@ -232,6 +232,59 @@ def test_audits_are_kept_while_negatives_are_unchanged(pipeline, tiny_encoder):
                           audit_max_queries=10, log=messages.append)  # leave an audit for the other tests
 
 
+def test_an_audit_is_keyed_by_the_judge_weights_and_the_audited_query_ids(demo_root, tiny_encoder, wide_encoder,
+                                                                          tmp_path):
+    """Not by the judge's path nor by how many queries were audited: the same weights elsewhere reuse the audit,
+    other weights under the same path or other audited queries of the same count are judged again."""
+    import shutil
+
+    from resources import ModelsResource, StorageResource
+    from resources.artifacts import DatasetArtifacts
+    from retriever_assets import steps
+
+    store, models = StorageResource(root=str(tmp_path / "storage")), ModelsResource(teachers=[], device="cpu")
+    steps.ingest_corpus(store, DATASET, demo_root / DATASET, mode="strict", train_split="train", test_split="test")
+    artifacts = DatasetArtifacts(store, DATASET)
+    corpus, _, qrels, _ = artifacts.read_corpus()
+    # a hand-made lineage: two non-positive documents of each training query as its negatives
+    positives = qrels.filter(pl.col("split") == "train")
+    docs = corpus["doc_id"].to_list()
+    rows = [(q, d) for q, pos in positives.group_by("query_id").agg("doc_id").iter_rows()
+            for d in [d for d in docs if d not in pos][:2]]
+    artifacts.negatives_dir("r").mkdir(parents=True, exist_ok=True)
+    pl.DataFrame(rows, schema=["query_id", "doc_id"], orient="row").write_parquet(artifacts.negatives_file("r"))
+    artifacts.mining_stats_file("r").write_text(json.dumps({"candidates": 1, "candidates_dropped_by_rule": 0}))
+    metrics = {"ndcg_at_10": 0.5, "recall_at_100": 0.5, "mrr_at_10": 0.5, "map_at_10": 0.5}
+    artifacts.student_dir("r").mkdir(parents=True, exist_ok=True)
+    artifacts.student_manifest_file("r").write_text(json.dumps({"fingerprint": "fp", "settings": {}}))
+    artifacts.scores_dir("r").mkdir(parents=True, exist_ok=True)
+    artifacts.scores_file("r").write_text(json.dumps({"results": {
+        "base student": metrics, "student (r)": metrics | {"fingerprint": "fp"}}}))
+    judge, moved = tmp_path / "judge", tmp_path / "moved"
+    shutil.copytree(tiny_encoder, judge)
+    shutil.copytree(tiny_encoder, moved)
+
+    def audit(path: Path) -> tuple[dict, bool]:
+        messages: list[str] = []
+        report = steps.compare_recipes(store, models, DATASET, ["r"], judge_model=str(path), audit_max_queries=10,
+                                       log=messages.append)
+        return report.values["audits"]["r"], any("audit reused" in m for m in messages)
+
+    first, _ = audit(judge)
+    again, reused = audit(moved)  # the same weights in another folder
+    assert reused and again["false_negative_share"] == first["false_negative_share"]
+    shutil.rmtree(judge)
+    shutil.copytree(wide_encoder, judge)  # other weights under the same path
+    changed, reused = audit(judge)
+    assert not reused and changed["judge_fingerprint"] != first["judge_fingerprint"]
+    # other training queries (a dev split held out since) with the same audited count: judged again
+    steps.ingest_corpus(store, DATASET, demo_root / DATASET, mode="strict", train_split="train", test_split="test",
+                        dev_share=0.2)
+    regrouped, reused = audit(judge)
+    assert not reused and regrouped["queries_audited"] == changed["queries_audited"] == 10
+    assert regrouped["audited_queries_hash"] != changed["audited_queries_hash"]
+
+
 # nDCG@10 on demo-qa's 40 test queries of the tiny deterministic chain (seeded random encoder, seeded training),
 # measured on 2 CPU cores and again with OMP_NUM_THREADS=1: identical to 4 decimals. The random 2-layer encoder is
 # weak (base 0.0627), but a student that stopped learning (= base) or learnt from other negatives leaves the band;

@@ -36,7 +36,39 @@ def test_model_fingerprint_follows_content(tmp_path):
     first = model_fingerprint(str(tmp_path))
     (tmp_path / "model.safetensors").write_bytes(b"abd")
     assert model_fingerprint(str(tmp_path)) != first
-    assert model_fingerprint("org/model", "v1") == "org/model@v1"
+
+
+def test_a_hub_model_is_fingerprinted_by_the_snapshot_it_loads_never_by_a_moving_ref(tmp_path, monkeypatch):
+    import pytest
+
+    hub = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    # not in the local cache: `main` (or a tag) says nothing about the weights, so nothing is keyed by it
+    with pytest.raises(ValueError, match="moving ref 'main'.*not in the local Hugging Face cache"):
+        model_fingerprint("org/model")
+    with pytest.raises(ValueError, match="moving ref 'v1'"):
+        model_fingerprint("org/model", "v1")
+    commit = "a" * 40
+    assert model_fingerprint("org/model", commit) == f"org/model@{commit}"  # a commit names the weights
+
+    repo = hub / "models--org--model"
+
+    def publish(sha: str, ref: str = "main") -> None:
+        (repo / "snapshots" / sha).mkdir(parents=True)
+        (repo / "snapshots" / sha / "config.json").write_text("{}")
+        (repo / "refs").mkdir(exist_ok=True)
+        (repo / "refs" / ref).write_text(sha)
+
+    publish("1" * 40)
+    assert model_fingerprint("org/model") == "org/model@" + "1" * 40  # the snapshot `main` resolves to here
+    publish("2" * 40)  # main moved: new weights, a new fingerprint
+    assert model_fingerprint("org/model") == "org/model@" + "2" * 40
+    publish("3" * 40, ref="v1")
+    assert model_fingerprint("org/model", "v1") == "org/model@" + "3" * 40
+    # a bare name resolves like sentence-transformers resolves it
+    repo = hub / "models--sentence-transformers--tiny"
+    publish("4" * 40)
+    assert model_fingerprint("tiny") == "tiny@" + "4" * 40
 
 
 def test_plan_embeds_only_new_or_changed_and_deletes_removed():
