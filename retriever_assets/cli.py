@@ -217,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, r in BUILTIN_RECIPES.items():
             extra = "" if r.sampling == "top" else f", {r.sampling} k={r.sample_k}"
             seed = "" if r.student_seed is None else f", student seed {r.student_seed}"
+            seed += "" if r.distill == "none" else f", distill {r.distill} x{r.distill_weight:g}"
             print(f"{name:30} {r.method} {r.threshold if r.threshold is not None else '':<5} teachers "
                   f"{'+'.join(r.teachers)}{extra}{seed}")
         return 0

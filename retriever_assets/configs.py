@@ -81,7 +81,9 @@ class StudentConfig(dg.Config):
     # 0 = plain MultipleNegativesRankingLoss over the whole batch at once (peak memory grows with the batch)
     mini_batch_size: int = TrainingSettings.mini_batch_size
 
-    def settings(self, recipe_seed: int | None = None) -> TrainingSettings:
+    def settings(self, recipe_seed: int | None = None, *, distill: str = "none",
+                 distill_weight: float = 1.0) -> TrainingSettings:
+        """This run config's settings for one recipe's student, with the recipe's seed and distillation option."""
         # the recipe's seed is part of its identity (naive-seed2 must not silently train with another seed)
         seed = recipe_seed if recipe_seed is not None else (self.seed if self.seed is not None
                                                              else TrainingSettings.seed)
@@ -89,7 +91,7 @@ class StudentConfig(dg.Config):
             epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
             warmup_ratio=self.warmup_ratio, temperature=self.temperature, max_seq_length=self.max_seq_length,
             seed=seed, save_steps=self.save_steps, max_queries=self.max_train_queries,
-            mini_batch_size=self.mini_batch_size or None,
+            mini_batch_size=self.mini_batch_size or None, distill=distill, distill_weight=distill_weight,
         )
 
 

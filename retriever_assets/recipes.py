@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import yaml
@@ -40,8 +41,7 @@ BUILTIN_RECIPES: dict[str, MiningRecipe] = {r.name: r for r in [
     MiningRecipe(name="percpos-mpnet-seed2", teachers=("mpnet",), method="percpos", param=0.95, student_seed=2),
     # EmbeddingGemma, a teacher far stronger than the MiniLM student (issue 23): need RETRIEVER_TEACHERS with gemma
     # (`make gemma` installs it); each compared recipe with a second student seed
-    *(MiningRecipe(name=f"{base.name}{suffix}", teachers=base.teachers, method=base.method, param=base.param,
-                   sampling=base.sampling, sample_k=base.sample_k, ensemble=base.ensemble, student_seed=seed)
+    *(dataclasses.replace(base, name=f"{base.name}{suffix}", student_seed=seed)
       for base in [
           MiningRecipe(name="naive-gemma", teachers=("gemma",), method="naive"),
           MiningRecipe(name="percpos-gemma", teachers=("gemma",), method="percpos", param=0.95),
@@ -50,6 +50,10 @@ BUILTIN_RECIPES: dict[str, MiningRecipe] = {r.name: r for r in [
                        sampling="top1_sampled", sample_k=10),
           MiningRecipe(name="percpos-intra-gemma-bm25", teachers=("gemma", "bm25"), method="percpos", param=0.95,
                        ensemble="intra"),
+          # issue 23: + KL(teacher || student) over the positive and the negatives, the teacher's scores kept
+          # with every negative, beside InfoNCE (weight 1, both on the logit scale 1/tau)
+          MiningRecipe(name="percpos-gemma-distill", teachers=("gemma",), method="percpos", param=0.95,
+                       distill="kldiv"),
       ] for suffix, seed in (("", None), ("-seed2", 2))),
 ]}
 

@@ -76,3 +76,33 @@ def test_teachers_from_list_presets_models_and_errors():
     assert [r.name for r in with_builtin_recipes([], names, teacher_kinds=kinds)] == names
     with pytest.raises(RecipeError, match="mpnet"):
         with_builtin_recipes([], ["percpos-mpnet"], teacher_kinds=ModelsResource().kinds())
+
+
+def test_distillation_is_a_recipe_option_for_a_single_cosine_teacher_only():
+    """MarginMSE / KL on the teacher's scores compare them with the student's cosines: one dense teacher with
+    normalized vectors (issue 23). BM25 and dot products are other scales; an ensemble mixes scales per negative."""
+    import dataclasses
+
+    from retriever_assets.core.mining import MiningRecipe
+    from retriever_assets.recipes import BUILTIN_RECIPES
+
+    kinds = {"gemma": "cosine", "minilm": "cosine", "bm25": "bm25", "e5": "dot"}
+    for distill in ("marginmse", "kldiv"):
+        recipe = MiningRecipe(name="d", teachers=("gemma",), distill=distill, distill_weight=0.5)
+        recipe.validate(kinds)
+        assert MiningRecipe.from_dict(recipe.to_dict()) == recipe
+        for teachers, why in ((("bm25",), "BM25"), (("e5",), "normalize=False"), (("gemma", "minilm"), "one")):
+            with pytest.raises(RecipeError, match=why):
+                dataclasses.replace(recipe, teachers=teachers).validate(kinds)
+    with pytest.raises(RecipeError, match="distill must be"):
+        MiningRecipe(teachers=("gemma",), distill="mse").validate(kinds)
+    with pytest.raises(RecipeError, match="distill_weight"):
+        MiningRecipe(teachers=("gemma",), distill="kldiv", distill_weight=0).validate(kinds)
+    assert MiningRecipe().distill == "none"
+    first, second = BUILTIN_RECIPES["percpos-gemma-distill"], BUILTIN_RECIPES["percpos-gemma-distill-seed2"]
+    assert first.teachers == ("gemma",) and first.method == "percpos" and first.distill != "none"
+    assert dataclasses.replace(second, name=first.name, student_seed=None) == first and second.student_seed == 2
+    first.validate(kinds)
+    # the settings a student of the recipe trains with carry the option
+    settings = StudentConfig().settings(first.student_seed, distill=first.distill, distill_weight=first.distill_weight)
+    assert (settings.distill, settings.distill_weight) == (first.distill, first.distill_weight)

@@ -102,8 +102,9 @@ def build_recipe_assets(lineage: RecipeLineage) -> list:
     @stage_asset(
         name="student_checkpoint", key_prefix=prefix, deps=[hard_negatives], group_name="train", tags=tags,
         kinds={"pytorch", "sentence_transformers"},
-        description=f"Student fine-tuned with InfoNCE on recipe '{recipe.name}' negatives "
-        "(loads with SentenceTransformer(path)).",
+        description=f"Student fine-tuned with InfoNCE"
+        f"{'' if recipe.distill == 'none' else f' + {recipe.distill} distillation'} on recipe '{recipe.name}' "
+        "negatives (loads with SentenceTransformer(path)).",
     )
     def student_checkpoint(
         context: dg.AssetExecutionContext, config: StudentConfig, storage: StorageResource, models: ModelsResource,
@@ -111,8 +112,8 @@ def build_recipe_assets(lineage: RecipeLineage) -> list:
     ) -> dg.MaterializeResult:
         report = steps.train_student(
             storage, models, context.partition_key, recipe.name,
-            base_model=config.base_model, settings=config.settings(recipe.student_seed), log=context.log.info,
-            compute=compute,
+            base_model=config.base_model, log=context.log.info, compute=compute,
+            settings=config.settings(recipe.student_seed, distill=recipe.distill, distill_weight=recipe.distill_weight),
         )
         v = report.values
         return dg.MaterializeResult(

@@ -32,6 +32,7 @@ Sampling = Literal["top", "sampled", "top1_sampled"]
 Ensemble = Literal["cross", "intra", "intra_dedup"]
 ShortPolicy = Literal["keep", "drop"]
 ScoreKind = Literal["cosine", "dot", "bm25"]
+Distill = Literal["none", "marginmse", "kldiv"]
 
 
 class RecipeError(ValueError):
@@ -102,6 +103,10 @@ class MiningRecipe:
     short_queries: ShortPolicy = "keep"  # queries with fewer than num_negatives survivors: keep fewer, or drop
     seed: int = 42  # sampling seed (sampled / top1_sampled); top sampling is deterministic without it
     student_seed: int | None = None  # training seed of this recipe's student (None: the run config's, 42)
+    # distillation beside InfoNCE from the teacher's scores of the positive and each mined negative: marginmse or
+    # kldiv (sentence-transformers MarginMSELoss / DistillKLDivLoss on the InfoNCE logit scale), times the weight
+    distill: Distill = "none"
+    distill_weight: float = 1.0
 
     @property
     def threshold(self) -> float | None:
@@ -146,6 +151,29 @@ class MiningRecipe:
             raise RecipeError(f"{where}: student_seed must be a whole number >= 0, got {self.student_seed!r}")
         if problem := rule.check(self.threshold):
             raise RecipeError(f"{where}: {problem}")
+        self._validate_distill(where, teacher_kinds)
+
+    def _validate_distill(self, where: str, teacher_kinds: dict[str, ScoreKind]) -> None:
+        """Distillation compares the teacher's scores with the student's cosines: one dense, normalized teacher."""
+        if self.distill not in ("none", "marginmse", "kldiv"):
+            raise RecipeError(f"{where}: distill must be 'none', 'marginmse' or 'kldiv', not {self.distill!r}")
+        weight = self.distill_weight
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight > 0:
+            raise RecipeError(f"{where}: distill_weight must be a number > 0, got {weight!r}")
+        if self.distill == "none":
+            return
+        if len(self.teachers) != 1:
+            raise RecipeError(f"{where}: distill {self.distill} needs exactly one dense teacher (got "
+                              f"{', '.join(self.teachers)}): the negatives of an ensemble carry scores on different "
+                              "scales, which the student's cosines cannot match")
+        kind = teacher_kinds[self.teachers[0]]
+        if kind == "bm25":
+            raise RecipeError(f"{where}: distill {self.distill} needs one dense teacher; BM25 scores are unbounded "
+                              "term-match scores, not on the student's cosine scale")
+        if kind != "cosine":
+            raise RecipeError(f"{where}: distill {self.distill} needs one dense teacher with normalized vectors; "
+                              f"{self.teachers[0]!r} has normalize=False (dot products, not on the student's "
+                              "cosine scale)")
 
     def to_dict(self) -> dict:
         """The recipe's fields plus its effective `threshold` (as stored in stats.json)."""

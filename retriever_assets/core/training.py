@@ -73,6 +73,17 @@ def select_training_queries(query_ids: list[str], max_queries: int | None) -> li
     return sorted(ranked[:max_queries])
 
 
+def _examples(negatives: pl.DataFrame, positives: pl.DataFrame):
+    """(query id, positive id, negative ids, negative scores) per (query, positive), in training order."""
+    if "score" not in negatives.columns:  # examples need only the ids; scores are for distillation
+        negatives = negatives.with_columns(score=pl.lit(None, dtype=pl.Float64))
+    negs = negatives.sort("query_id", "slot").group_by("query_id", maintain_order=True).agg("doc_id", "score")
+    neg_map = {q: (ids, scores) for q, ids, scores in negs.select("query_id", "doc_id", "score").iter_rows()}
+    for qid, pid in positives.select("query_id", "doc_id").sort("query_id", "doc_id").iter_rows():
+        ids, scores = neg_map.get(qid, ([], []))
+        yield qid, pid, ids, scores
+
+
 def build_training_examples(
     negatives: pl.DataFrame,  # query_id, slot, doc_id
     positives: pl.DataFrame,  # query_id, doc_id (training split)
@@ -84,19 +95,36 @@ def build_training_examples(
     Queries kept with fewer negatives form their own group (m may be 0: in-batch negatives only),
     so nothing is padded and no positive is ever used as a negative.
     """
-    negs = negatives.sort("query_id", "slot").group_by("query_id", maintain_order=True).agg(pl.col("doc_id"))
-    neg_map = dict(zip(negs["query_id"].to_list(), negs["doc_id"].to_list(), strict=True))
     groups: dict[int, list[dict[str, str]]] = {}
-    for qid, pid in positives.sort("query_id", "doc_id").iter_rows():
+    for qid, pid, ids, _ in _examples(negatives, positives):
         row = {"anchor": query_text[qid], "positive": doc_text[pid]}
-        for i, nid in enumerate(neg_map.get(qid, []), start=1):
+        for i, nid in enumerate(ids, start=1):
             row[f"negative_{i}"] = doc_text[nid]
         groups.setdefault(len(row) - 2, []).append(row)
     return dict(sorted(groups.items(), reverse=True))
 
 
-def training_fingerprint(groups: dict[int, list[dict]], settings: TrainingSettings, base: str) -> str:
-    """Hash of the training examples, settings and base weights: equal fingerprints train the same student."""
+def build_teacher_scores(
+    negatives: pl.DataFrame,  # query_id, slot, doc_id, score: one teacher's (negatives.parquet)
+    positives: pl.DataFrame,  # query_id, doc_id (training split)
+    positive_scores: pl.DataFrame,  # query_id, doc_id, score: the same teacher's score of each positive
+) -> dict[int, list[list[float]]]:
+    """The teacher's scores of each example's positive and negatives, grouped and ordered as
+    `build_training_examples` groups the examples: what distillation (MarginMSE, KL) learns from."""
+    pos = {(q, d): s for q, d, s in positive_scores.select("query_id", "doc_id", "score").iter_rows()}
+    groups: dict[int, list[list[float]]] = {}
+    for qid, pid, ids, scores in _examples(negatives, positives):
+        if (qid, pid) not in pos or any(s is None for s in scores):
+            raise ValueError(f"no teacher score for query {qid!r} and its positive {pid!r} or a negative: "
+                             "distillation needs the teacher's score of every positive and negative")
+        groups.setdefault(len(ids), []).append([float(pos[qid, pid]), *map(float, scores)])
+    return dict(sorted(groups.items(), reverse=True))
+
+
+def training_fingerprint(groups: dict[int, list[dict]], settings: TrainingSettings, base: str,
+                         teacher_scores: dict[int, list[list[float]]] | None = None) -> str:
+    """Hash of the training examples, settings and base weights (and the teacher scores a distilling student
+    learns from): equal fingerprints train the same student."""
     h = hashlib.blake2b(digest_size=12)
     fields = asdict(settings)
     if fields["max_queries"] is None:  # fingerprints of students trained before the subset option stay valid
@@ -105,6 +133,8 @@ def training_fingerprint(groups: dict[int, list[dict]], settings: TrainingSettin
     h.update(json.dumps([fields, base], sort_keys=True).encode())
     for m, rows in groups.items():
         h.update(json.dumps([m, rows], sort_keys=True).encode())
+    if teacher_scores is not None and settings.distill != "none":
+        h.update(json.dumps(sorted(teacher_scores.items())).encode())
     return h.hexdigest()
 
 
@@ -223,8 +253,10 @@ def fine_tune_student(
     *,
     base_identity: str,
     log: Callable[[str], None] = print,
+    teacher_scores: dict[int, list[list[float]]] | None = None,  # build_teacher_scores: for settings.distill
 ) -> TrainingOutcome:
-    """Train with MultipleNegativesRankingLoss (scale 1/tau) and save a folder `SentenceTransformer()` loads.
+    """Train with MultipleNegativesRankingLoss (scale 1/tau; + the distillation term of `settings.distill` on
+    `teacher_scores`) and save a folder `SentenceTransformer()` loads.
 
     Checkpoints go to `output_dir/trainer`; a re-run on the same data and settings resumes from the
     latest one. The final model is written to `output_dir/model` atomically.
@@ -243,7 +275,7 @@ def fine_tune_student(
     model.model_card_data.generate_widget_examples = False  # a "Computing widget examples" bar; no hub card here
     world, rank = _distributed()
     trainer_dir = output_dir / "trainer"
-    fingerprint = training_fingerprint(groups, settings, base_identity)
+    fingerprint = training_fingerprint(groups, settings, base_identity, teacher_scores)
     marker = trainer_dir / "fingerprint.txt"
     if rank == 0:
         if trainer_dir.exists() and (not marker.exists() or marker.read_text() != fingerprint):
@@ -259,7 +291,7 @@ def fine_tune_student(
     train_dataset = DatasetDict(datasets) if len(datasets) > 1 else next(iter(datasets.values()))
     if settings.batch_size % world:
         raise ValueError(f"batch_size {settings.batch_size} must be a multiple of the {world} training workers")
-    loss = student_loss(model, groups, settings)
+    loss = student_loss(model, groups, settings, teacher_scores=teacher_scores)
     args = SentenceTransformerTrainingArguments(
         output_dir=str(trainer_dir),
         num_train_epochs=settings.epochs,

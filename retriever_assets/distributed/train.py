@@ -29,7 +29,7 @@ def _train_worker(config: dict) -> None:
     settings = TrainingSettings(**config["settings"])
     out = Path(config["output_dir"])
     outcome = fine_tune_student(model, config["groups"], settings, out, base_identity=config["base_identity"],
-                                log=lambda m: print(m, flush=True))
+                                log=lambda m: print(m, flush=True), teacher_scores=config.get("teacher_scores"))
     if torch.distributed.get_rank() == 0:
         record = {k: v for k, v in asdict(outcome).items() if k != "model_dir"} | {"model_dir": str(outcome.model_dir)}
         (out / OUTCOME_FILE).write_text(json.dumps(record))
@@ -48,6 +48,7 @@ def train_on_ray(
     shared_dir: Path,
     max_failures: int = 2,
     log=print,
+    teacher_scores: dict[int, list[list[float]]] | None = None,  # for settings.distill (core.training)
 ) -> TrainingOutcome:
     """Fine-tune on `workers` DDP workers; returns what rank 0 recorded (the model is in `output_dir/model`)."""
     from ray.train import FailureConfig, RunConfig, ScalingConfig
@@ -57,7 +58,8 @@ def train_on_ray(
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / OUTCOME_FILE).unlink(missing_ok=True)
     config = {"base_model": base_model, "groups": groups, "settings": asdict(settings), "output_dir": str(output_dir),
-              "base_identity": base_identity, "use_gpu": use_gpu, "cache_dir": str(cache_dir.resolve())}
+              "base_identity": base_identity, "use_gpu": use_gpu, "cache_dir": str(cache_dir.resolve()),
+              "teacher_scores": teacher_scores}
     shared_dir.mkdir(parents=True, exist_ok=True)
     trainer = TorchTrainer(
         _train_worker,

@@ -17,12 +17,24 @@ from retriever_assets.core.encoding import EncoderSpec, model_fingerprint
 from retriever_assets.core.mining import training_positives
 from retriever_assets.core.training import (
     TrainingSettings,
+    build_teacher_scores,
     build_training_examples,
     fine_tune_student,
     select_training_queries,
     training_fingerprint,
 )
 from retriever_assets.steps.common import Log, StepReport, doc_texts, teachers_path
+
+
+def _teacher_scores(artifacts: DatasetArtifacts, mined: dict, negatives: pl.DataFrame,
+                    positives: pl.DataFrame) -> dict[int, list[list[float]]]:
+    """The mining teacher's scores of every example's positive and negatives, for a distilling student."""
+    teachers = list(mined.get("teachers", []))
+    if len(teachers) != 1 or set(negatives["teacher"].unique().to_list()) - set(teachers):
+        raise ValueError(f"recipe {mined.get('name')!r}: distillation needs negatives mined by one dense teacher, "
+                         f"these come from {teachers}: re-mine with a single-teacher recipe")
+    _, positive_scores = artifacts.read_candidates()
+    return build_teacher_scores(negatives, positives, positive_scores.filter(pl.col("teacher") == teachers[0]))
 
 
 def train_student(
@@ -47,17 +59,23 @@ def train_student(
         negatives = negatives.filter(pl.col("query_id").is_in(chosen))
         log(f"training on a fixed subset of {len(chosen)} training queries (max_train_queries)")
     # after the subset, so every recipe draws the same one; `short_queries: drop` then removes the dropped queries
-    short_queries = artifacts.read_mining_stats(recipe_name)["recipe"].get("short_queries", "keep")
-    positives = training_positives(positives, negatives, short_queries)
+    mined = artifacts.read_mining_stats(recipe_name)["recipe"]
+    positives = training_positives(positives, negatives, mined.get("short_queries", "keep"))
     q_text = dict(queries.select("query_id", "text").iter_rows())
     d_text = doc_texts(corpus)
     groups = build_training_examples(negatives, positives, q_text, d_text)
+    teacher_scores = _teacher_scores(artifacts, mined, negatives, positives) if settings.distill != "none" else None
+    distilled = sum(len(rows) for m, rows in groups.items() if m > 0) if teacher_scores is not None else None
+    if distilled is not None:  # the term needs a mined negative: examples without one train on InfoNCE alone
+        log(f"distill {settings.distill}: {distilled} of {sum(len(r) for r in groups.values())} examples have mined "
+            "negatives and get the distillation term" + ("; none has: the student trains on InfoNCE alone"
+                                                         if distilled == 0 else ""))
     spec = EncoderSpec(name="student", model=base_model, max_seq_length=settings.max_seq_length)
     on_ray = compute is not None and compute.is_ray
     base_path = teachers_path(models, spec)
     base_fp = model_fingerprint(base_path)
     out = artifacts.student_dir(recipe_name)
-    data_fp = training_fingerprint(groups, settings, base_fp)
+    data_fp = training_fingerprint(groups, settings, base_fp, teacher_scores)
     if on_ray:  # DDP samples batches differently: another student than one process trains
         data_fp += f"-ddp{compute.train_workers}"
     previous = artifacts.student_manifest_file(recipe_name)
@@ -78,10 +96,12 @@ def train_student(
         outcome = train_on_ray(base_path, groups, settings, out, base_identity=base_fp,
                                workers=compute.train_workers, use_gpu=use_gpu,
                                cache_dir=Path(models.model_cache_dir),
-                               shared_dir=Path(compute.shared_dir or storage.root_path() / "ray"), log=log)
+                               shared_dir=Path(compute.shared_dir or storage.root_path() / "ray"), log=log,
+                               teacher_scores=teacher_scores)
     else:
         model, _ = models.load(spec)
-        outcome = fine_tune_student(model, groups, settings, out, base_identity=base_fp, log=log)
+        outcome = fine_tune_student(model, groups, settings, out, base_identity=base_fp, log=log,
+                                    teacher_scores=teacher_scores)
     report = {
         "data_fingerprint": data_fp,
         "reused": False,
@@ -94,6 +114,7 @@ def train_student(
         "examples": outcome.examples,
         "train_queries": positives["query_id"].n_unique(),
         "examples_by_negative_count": {str(m): len(r) for m, r in groups.items()},
+        **({"distilled_examples": distilled} if distilled is not None else {}),
         "steps": outcome.steps,
         "train_seconds": round(outcome.seconds, 1),
         "resumed_from": outcome.resumed_from,

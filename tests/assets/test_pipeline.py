@@ -341,3 +341,72 @@ def test_each_scoring_length_keeps_its_own_mteb_result_file(pipeline, tiny_encod
         result = json.loads(path.read_text())
         assert result["scores"]["test"][0]["ndcg_at_10"] == pytest.approx(ndcg)
     assert files[16][1] != files[64][1]
+
+
+def test_a_distillation_recipe_is_its_own_lineage_and_trains_another_student(pipeline, tiny_encoder):
+    """The built-in percpos-gemma-distill on the tiny teacher, next to its pure-InfoNCE twin (same negatives and
+    seed): its student records the option, differs from the twin's, is scored, and is its own family (issue 23).
+    Naive mining: the random tiny teacher ranks no candidate below a positive, so percpos would leave no negative
+    (and nothing to distill)."""
+    from retriever_assets.assets.compare import build_leaderboard_asset
+    from retriever_assets.assets.recipes import build_recipe_assets
+    from retriever_assets.definitions import RECIPES
+    from retriever_assets.lineage import lineages_of
+    from retriever_assets.recipes import BUILTIN_RECIPES
+
+    _, instance, resources, storage = pipeline
+    distill = dataclasses.replace(BUILTIN_RECIPES["percpos-gemma-distill"], name="naive-tiny-distill",
+                                  teachers=("tiny",), method="naive", param=None)
+    twin = dataclasses.replace(distill, name="naive-tiny-infonce", distill="none")
+    lineages = lineages_of([RECIPES[0], distill, twin])
+    recipe_assets = [a for lineage in lineages[1:] for a in build_recipe_assets(lineage)]
+    board, best = build_leaderboard_asset(lineages)
+    assets = [a for a in ALL_ASSETS if a.key not in (dg.AssetKey("leaderboard"), best.key)] + recipe_assets + [
+        board, best]
+    config = run_config(tiny_encoder)["ops"]
+    ops = {f"{lineage.op_prefix}{stage}": config[stage] for lineage in lineages[1:]
+           for stage in ("student_checkpoint", "mteb_scores")}
+    result = dg.materialize(assets, partition_key=DATASET, instance=instance, resources=resources,
+                            run_config={"ops": ops}, selection=[*(a.key for a in recipe_assets), board.key])
+    assert result.success
+    [meta] = materializations(result, "naive_tiny_distill/student_checkpoint")
+    assert meta.metadata["settings"].value["distill"] == "kldiv"
+    student = {name: json.loads((storage / DATASET / "student" / name / "manifest.json").read_text())
+               for name in (distill.name, twin.name)}
+    mined = {name: pl.read_parquet(storage / DATASET / "negatives" / name / "negatives.parquet")
+             for name in (distill.name, twin.name)}
+    assert mined[distill.name].equals(mined[twin.name]) and mined[twin.name].height > 0  # same mining
+    assert [student[n]["settings"]["distill"] for n in (distill.name, twin.name)] == ["kldiv", "none"]
+    assert student[distill.name]["settings"]["seed"] == student[twin.name]["settings"]["seed"]
+    assert student[distill.name]["distilled_examples"] == student[distill.name]["examples"] > 0
+    assert student[distill.name]["loss_curve"] != student[twin.name]["loss_curve"]
+    assert student[distill.name]["fingerprint"] != student[twin.name]["fingerprint"]
+    scores = json.loads((storage / DATASET / "scores" / distill.name / "scores.json").read_text())
+    assert 0 <= scores["results"][f"student ({distill.name})"]["ndcg_at_10"] <= 1
+    seeds = pl.read_csv(storage / DATASET / "leaderboard" / "seeds.csv")
+    assert {distill.name, twin.name} <= set(seeds["family"].to_list())  # not seeds of one experiment
+
+
+def test_a_configured_teacher_judges_from_its_stored_vectors_and_says_when_it_is_not_independent(
+        pipeline, tiny_encoder):
+    """judge_model naming a dense teacher (e.g. gemma) reuses its LanceDB vectors: the same judgement as encoding
+    again with the same model and length, and flagged as not independent for the recipes that teacher mined."""
+    from retriever_assets import steps
+
+    _, _, resources, storage = pipeline
+    storage_res, teachers = resources["storage"], resources["models"]
+    by_path = steps.compare_recipes(storage_res, teachers, DATASET, ["percpos-0.95"], judge_model=str(tiny_encoder),
+                                    judge_max_seq_length=64, audit_max_queries=10, log=print)
+    by_teacher = steps.compare_recipes(storage_res, teachers, DATASET, ["percpos-0.95"], judge_model="tiny",
+                                       audit_max_queries=10, log=print)
+    a, b = by_path.values["audits"]["percpos-0.95"], by_teacher.values["audits"]["percpos-0.95"]
+    assert a["negatives"] == b["negatives"] > 0
+    assert b["suspected_false_negatives"] == a["suspected_false_negatives"]
+    assert a["judge_independent"] is False and b["judge_independent"] is False  # tiny mined these negatives
+    assert "not an independent audit" in b["audit_note"]
+    assert b["judge_fingerprint"].startswith("teacher tiny: ")
+    with pytest.raises(ValueError, match="dense judge"):
+        steps.compare_recipes(storage_res, teachers, DATASET, ["percpos-0.95"], judge_model="bm25",
+                              audit_max_queries=10, log=print)
+    steps.compare_recipes(storage_res, teachers, DATASET, ["percpos-0.95"], judge_model=str(tiny_encoder),
+                          audit_max_queries=10, log=print)  # leave the usual audit for the other tests

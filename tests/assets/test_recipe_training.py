@@ -50,3 +50,44 @@ def test_queries_dropped_for_too_few_negatives_leave_training_and_the_exports(mi
     # a dropped query does not train with in-batch negatives only: it is not trained on at all
     assert report["train_queries"] == len(kept)
     assert set(report["examples_by_negative_count"]) == {str(recipe.num_negatives)}
+
+
+def _weights(folder: str):
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(folder, device="cpu")
+    return np.concatenate([p.detach().numpy().ravel() for p in model.parameters()])
+
+
+def test_a_distillation_recipe_trains_with_the_teacher_scores_and_records_it(mined, tiny_encoder):
+    """The same negatives, seed and settings: with distill the loss and the student differ from pure InfoNCE, and
+    the student manifest records the option (issue 23)."""
+    import dataclasses
+
+    import numpy as np
+
+    storage, models = mined
+    runs = {}
+    for distill in ("none", "kldiv", "marginmse"):
+        recipe = MiningRecipe(name=f"naive-tiny-{distill}", teachers=("tiny",), method="naive", distill=distill)
+        steps.mine_negatives(storage, models, DATASET, recipe, log=quiet)
+        settings = dataclasses.replace(SETTINGS, distill=recipe.distill, distill_weight=recipe.distill_weight)
+        runs[distill] = steps.train_student(storage, models, DATASET, recipe.name, base_model=str(tiny_encoder),
+                                            settings=settings, log=quiet).values
+    plain = runs["none"]
+    for distill in ("kldiv", "marginmse"):
+        report = runs[distill]
+        assert report["settings"]["distill"] == distill and report["settings"]["distill_weight"] == 1.0
+        assert report["examples"] == plain["examples"] and report["steps"] == plain["steps"]
+        assert report["loss_curve"][0][1] != pytest.approx(plain["loss_curve"][0][1], abs=1e-4)  # same first batch
+        assert np.abs(_weights(report["model_dir"]) - _weights(plain["model_dir"])).max() > 1e-5
+        assert report["data_fingerprint"] != plain["data_fingerprint"]
+    assert plain["settings"]["distill"] == "none"
+
+
+def test_distillation_needs_the_teacher_scores_of_one_cosine_teacher(mined, tiny_encoder):
+    storage, models = mined
+    recipe = MiningRecipe(name="intra-kldiv", teachers=("tiny", "bm25"), distill="kldiv")
+    with pytest.raises(Exception, match="one dense teacher"):
+        steps.mine_negatives(storage, models, DATASET, recipe, log=quiet)

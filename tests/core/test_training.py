@@ -124,7 +124,8 @@ def losses_unmasked(model, settings):
     return losses.MultipleNegativesRankingLoss(model, scale=1 / settings.temperature)
 
 
-def _ddp_worker(rank: int, world: int, port: int, model_dir: str, order: list[int], out: str, mini) -> None:
+def _ddp_worker(rank: int, world: int, port: int, model_dir: str, order: list[int], out: str, mini,
+                distill: str = "none") -> None:
     import json as json_
     import os
 
@@ -137,22 +138,26 @@ def _ddp_worker(rank: int, world: int, port: int, model_dir: str, order: list[in
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         model = SentenceTransformer(model_dir, device="cpu").eval()
-        settings = TrainingSettings(mini_batch_size=mini)
-        loss = student_loss(model, _fn_groups(), settings)  # world > 1: gathers across the workers
+        settings = TrainingSettings(mini_batch_size=mini, distill=distill, distill_weight=0.5)
+        teacher = _fn_teacher_scores()
+        loss = student_loss(model, _fn_groups(), settings, teacher_scores=teacher)  # world > 1: gathers
         rows = _batch_rows(order)
         local = range(rank * len(rows) // world, (rank + 1) * len(rows) // world)
         features, labels = _collate(model, [rows[i] for i in local])
         with torch.no_grad():
             got = float(loss(features, labels))
         ref = _reference_loss(model, rows, local, 1 / settings.temperature)
+        if distill != "none":  # the distillation term is per example: this worker's rows only
+            mine = [rows[i] for i in local]
+            ref += 0.5 * _reference_distill(model, mine, [order[i] for i in local], distill, 1 / settings.temperature)
         with open(f"{out}/{rank}.json", "w") as fh:
             json_.dump({"got": got, "reference": ref}, fh)
     finally:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("mini_batch_size", [None, 2])
-def test_known_positives_are_masked_after_the_ddp_gather(tiny_encoder, tmp_path, mini_batch_size):
+@pytest.mark.parametrize(("mini_batch_size", "distill"), [(None, "none"), (2, "none"), (2, "kldiv")])
+def test_known_positives_are_masked_after_the_ddp_gather(tiny_encoder, tmp_path, mini_batch_size, distill):
     """Each DDP worker deduplicates only its own slice: (qa, d1) on worker 0 and (qa, d2) on worker 1 meet after
     the gather, and neither may count the other's positive as a negative."""
     import json as json_
@@ -164,7 +169,72 @@ def test_known_positives_are_masked_after_the_ddp_gather(tiny_encoder, tmp_path,
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     order = [0, 3, 1, 2]  # worker 0: (qa, d1), (qc, d4); worker 1: (qa, d2), (qb, d3, neg d2)
-    mp.spawn(_ddp_worker, args=(2, port, str(tiny_encoder), order, str(tmp_path), mini_batch_size), nprocs=2)
+    mp.spawn(_ddp_worker, args=(2, port, str(tiny_encoder), order, str(tmp_path), mini_batch_size, distill),
+             nprocs=2)
     for rank in range(2):
         result = json_.loads((tmp_path / f"{rank}.json").read_text())
         assert result["got"] == pytest.approx(result["reference"], abs=1e-5), rank
+
+
+# ----------------------------------------------------------------- distillation beside InfoNCE (issue 23)
+
+def _fn_teacher_scores() -> dict[int, list[list[float]]]:
+    """Made-up teacher scores (positive, negative) of each example of `_fn_groups` (all in group 1)."""
+    return {m: [[0.8 - 0.1 * i, 0.3 + 0.1 * i] for i in range(len(rows))] for m, rows in _fn_groups().items()}
+
+
+def _reference_distill(model, rows, examples: list[int], distill: str, scale: float) -> float:
+    """MarginMSE on the logit margins, or KL(teacher || student) at tau, over the rows' positive and negative."""
+    import torch
+
+    q, p, n = (torch.tensor(model.encode([r[c] for r in rows])) for c in ("anchor", "positive", "negative_1"))
+    student = scale * torch.stack([(q * p).sum(1), (q * n).sum(1)], 1)  # (batch, positive + negative)
+    target = scale * torch.tensor([_fn_teacher_scores()[1][i] for i in examples])
+    if distill == "marginmse":
+        return float((((student[:, 0] - student[:, 1]) - (target[:, 0] - target[:, 1])) ** 2).mean())
+    t = target.softmax(1)
+    return float((t * (t.log() - student.log_softmax(1))).sum(1).mean())
+
+
+@pytest.mark.parametrize("distill", ["marginmse", "kldiv"])
+@pytest.mark.parametrize("mini_batch_size", [None, 2])
+def test_distillation_adds_the_weighted_teacher_score_loss_to_infonce(tiny_encoder, distill, mini_batch_size):
+    """loss = masked InfoNCE + weight x (MarginMSE on the logit margins, or KL(teacher || student) at tau) over each
+    example's positive and negatives, teacher scores looked up by the example's label."""
+    import torch
+
+    from retriever_assets.core.training import student_loss
+
+    model = SentenceTransformer(str(tiny_encoder), device="cpu").eval()
+    groups = _fn_groups()
+    teacher = _fn_teacher_scores()
+    settings = TrainingSettings(mini_batch_size=mini_batch_size, distill=distill, distill_weight=0.5)
+    combined = student_loss(model, groups, settings, teacher_scores=teacher)
+    infonce = student_loss(model, groups, TrainingSettings(mini_batch_size=mini_batch_size))
+    order = [0, 2, 3]
+    rows = _batch_rows(order)
+    features, labels = _collate(model, rows)
+    with torch.no_grad():
+        got, plain = float(combined(features, labels)), float(infonce(features, labels))
+    reference = _reference_distill(model, rows, order, distill, 1 / settings.temperature)
+    assert got == pytest.approx(plain + 0.5 * reference, abs=1e-4)
+    assert abs(got - plain) > 1e-3
+
+
+def test_teacher_scores_line_up_with_the_training_examples():
+    from retriever_assets.core.training import build_teacher_scores
+
+    positives = pl.DataFrame({"query_id": ["qa", "qa", "qb", "qc"], "doc_id": ["d1", "d2", "d3", "d4"]})
+    negatives = pl.DataFrame({"query_id": ["qa", "qa", "qb"], "slot": [2, 1, 1], "doc_id": ["d6", "d5", "d2"],
+                              "score": [0.4, 0.5, 0.6]})
+    pos_scores = pl.DataFrame({"query_id": ["qa", "qa", "qb", "qc"], "doc_id": ["d1", "d2", "d3", "d4"],
+                               "score": [0.9, 0.8, 0.7, 0.65]})
+    groups = build_training_examples(negatives, positives, FN_QUERIES, FN_DOCS)
+    scores = build_teacher_scores(negatives, positives, pos_scores)
+    assert list(scores) == list(groups) == [2, 1, 0]
+    assert [len(r) for r in scores.values()] == [len(r) for r in groups.values()]
+    assert scores[2] == [pytest.approx([0.9, 0.5, 0.4]), pytest.approx([0.8, 0.5, 0.4])]  # slot order, per positive
+    assert groups[2][0]["negative_1"] == FN_DOCS["d5"] and scores[1] == [pytest.approx([0.7, 0.6])]
+    assert scores[0] == [pytest.approx([0.65])]  # no negative: nothing to distil
+    with pytest.raises(ValueError, match="no teacher score for query 'qc'"):
+        build_teacher_scores(negatives, positives, pos_scores.filter(pl.col("query_id") != "qc"))
