@@ -71,15 +71,31 @@ def compare_recipes(
     # hash of the audited ids (not their count)
     setup: dict | None = None
     kept_by = {"corpus_version": current["corpus_version"]}
+    judge_teacher = models.specs().get(judge_model) if judge_model else None
+    if judge_teacher is not None and judge_teacher.kind != "dense":
+        raise ValueError(f"judge {judge_model!r} is a {judge_teacher.kind} teacher: the audit needs a dense judge")
     if judge_model:
-        judge_spec = EncoderSpec(name="judge", model=judge_model, max_seq_length=judge_max_seq_length)
         positives = positives_of(qrels, manifest["train_split"])
         audited = select_training_queries(positives["query_id"].to_list(), audit_max_queries)
         positives = positives.filter(pl.col("query_id").is_in(audited))
-        judge_path = teachers_path(models, judge_spec)
-        setup = kept_by | {"judge_fingerprint": model_fingerprint(judge_path, judge_spec.revision),
-                           "judge_max_seq_length": judge_max_seq_length,
-                           "audited_queries_hash": hash_rows([(q,) for q in sorted(audited)])}
+        audited_hash = hash_rows([(q,) for q in sorted(audited)])
+        if judge_teacher is not None:
+            # a configured dense teacher judges with the vectors it already stored (every document and training
+            # query): nothing is re-encoded; its cache keys name weights, settings and environment
+            from retriever_assets.steps.dense import DenseTeacher
+
+            teacher = DenseTeacher(judge_teacher, models)
+            keys = teacher.current_cache_keys()
+            judge_spec, judge_path = judge_teacher, teachers_path(models, judge_teacher)
+            setup = kept_by | {"judge_fingerprint": f"teacher {judge_model}: {keys['document']}/{keys['query']}",
+                               "judge_max_seq_length": judge_teacher.max_seq_length,
+                               "audited_queries_hash": audited_hash}
+        else:
+            judge_spec = EncoderSpec(name="judge", model=judge_model, max_seq_length=judge_max_seq_length)
+            judge_path = teachers_path(models, judge_spec)
+            setup = kept_by | {"judge_fingerprint": model_fingerprint(judge_path, judge_spec.revision),
+                               "judge_max_seq_length": judge_max_seq_length,
+                               "audited_queries_hash": audited_hash}
     audits: dict[str, dict] = {}
     for name in scores:
         same = previous.get(name, {})
@@ -89,7 +105,10 @@ def compare_recipes(
             log(f"recipe {name}: audit {'reused' if setup else 'kept from an earlier leaderboard (no judge now)'} "
                 f"({same['false_negative_share']:.1%} suspected false negatives)")
     fresh = [name for name in scores if name not in audits] if setup else []
-    if fresh:  # the judge is loaded only when some recipe has negatives it has not judged yet
+    if fresh and judge_teacher is not None:
+        judge = stored_vector_judge(storage, dataset, judge_teacher, teacher, audited, positives,
+                                    [artifacts.read_negatives(name) for name in fresh])
+    elif fresh:  # the judge is loaded only when some recipe has negatives it has not judged yet
         model, _ = models.load(judge_spec)
         q_text = dict(queries.select("query_id", "text").iter_rows())
         d_text = doc_texts(corpus)
@@ -108,9 +127,15 @@ def compare_recipes(
 
         for name in fresh:
             negatives = artifacts.read_negatives(name).filter(pl.col("query_id").is_in(audited))
+            independent = judge_model not in mining[name].get("recipe", {}).get("teachers", ())
             audits[name] = false_negative_audit(negatives, positives, judge) | setup | {
-                "negatives_hash": negatives_hash[name], "judge": judge_path, "queries_audited": len(audited)}
-            log(f"recipe {name}: {audits[name]['false_negative_share']:.1%} suspected false negatives")
+                "negatives_hash": negatives_hash[name], "judge": judge_path, "queries_audited": len(audited),
+                # a judge audits a recipe only when it is not one of the teachers that mined it (and stronger)
+                "judge_independent": independent,
+                **({} if independent else {"audit_note": f"the judge {judge_model!r} mined these negatives itself: "
+                                           "not an independent audit (use a stronger judge than the teacher)"})}
+            log(f"recipe {name}: {audits[name]['false_negative_share']:.1%} suspected false negatives"
+                + ("" if independent else f" (not independent: {judge_model} is this recipe's teacher)"))
     board = build_leaderboard(scores, mining, training, audits, current=current)
     board.write_csv(out / "leaderboard.csv")
     seeds = summarize_seeds(board)
@@ -133,6 +158,31 @@ def compare_recipes(
                                                     "cross_dataset": matrix, "selection": selection,
                                                     "stale": {f"student: {n}": why
                                                               for n, why in stale_reasons.items() if why}})
+
+
+def stored_vector_judge(storage: StorageResource, dataset: str, spec: EncoderSpec, teacher, audited: list[str],
+                        positives: pl.DataFrame, negatives: list[pl.DataFrame]):
+    """`judge(query_ids, doc_ids)` by the cosines of a dense teacher's stored vectors (documents and training
+    queries), refusing vectors the teacher's current settings would not make."""
+    store = storage.embedding_store(dataset, spec.name)
+    doc_ids = sorted(set(positives["doc_id"].to_list()).union(*(set(n["doc_id"].to_list()) for n in negatives)))
+    keys = teacher.current_cache_keys()
+    wanted = pl.DataFrame({"item_id": [f"d:{d}" for d in doc_ids] + [f"q:{q}" for q in audited]})
+    index = store.stored_index().join(wanted, on="item_id", how="semi")
+    stale = index.filter(pl.col("cache_key") != pl.col("role").replace_strict(keys, default=None))
+    if stale.height or index.height < wanted.height:
+        raise ValueError(f"judge {spec.name!r}: {stale.height} stale and {wanted.height - index.height} missing "
+                         f"vectors in {store.name}: materialize teacher_embeddings first")
+    q_row = {q: i for i, q in enumerate(audited)}
+    d_row = {d: i for i, d in enumerate(doc_ids)}
+    q_vec, d_vec = store.vectors("query", audited), store.vectors("document", doc_ids)
+
+    def judge(query_ids, doc_ids_):
+        q = q_vec[[q_row[i] for i in query_ids]]
+        d = d_vec[[d_row[i] for i in doc_ids_]]
+        return np.einsum("ij,ij->i", q.astype(np.float64), d.astype(np.float64))
+
+    return judge
 
 
 def select_best_student(storage: StorageResource, dataset: str, log: Log) -> StepReport:
