@@ -87,7 +87,7 @@ class EmbeddingStore:
             quoted = ", ".join("'" + i.replace("'", "''") + "'" for i in item_ids[start : start + 1000])
             table.delete(f"item_id IN ({quoted})")
 
-    def vectors(self, role: str, ids: list[str], *, batch_rows: int = 65536) -> np.ndarray:
+    def vectors(self, role: str, ids: list[str], *, batch_rows: int = 16384) -> np.ndarray:
         """Vectors of `ids` (without prefix) in the given order: (len(ids), dim) float32.
 
         Memory: the result plus one scanned batch of `batch_rows` rows. The table is scanned in batches (only this
@@ -103,7 +103,7 @@ class EmbeddingStore:
         out = np.empty((len(ids), self.dimension()), dtype=np.float32)
         found = np.zeros(len(ids), dtype=bool)
         scanner = table.to_lance().scanner(columns=["item_id", "vector"], filter=f"role = '{role}'",
-                                           batch_size=batch_rows)
+                                           batch_size=batch_rows, batch_readahead=2, fragment_readahead=2)
         for batch in scanner.to_batches():
             if batch.num_rows == 0:
                 continue

@@ -22,8 +22,9 @@ def stage_asset(*, group_name: str, kinds: set[str], eager: bool = True, **kwarg
 
 
 def metered(fn):
-    """Run an asset body under a `StepMeter`: its peak RSS (`peak_rss_mib`, unless the step reports its own) and the
-    RSS left once freed memory went back to the OS (`rss_after_mib`) join the materialization's metadata."""
+    """Run an asset body under a `StepMeter`: its peak RSS (`peak_rss_mib`; `step_peak_rss_mib` when the step
+    reports a peak of its own, e.g. training's) and the RSS left once freed memory went back to the OS
+    (`rss_after_mib`) join the materialization's metadata."""
 
     @functools.wraps(fn)
     def body(*args, **kwargs):
@@ -31,7 +32,7 @@ def metered(fn):
             result = fn(*args, **kwargs)
         if isinstance(result, dg.MaterializeResult):
             metadata = dict(result.metadata or {})
-            metadata.setdefault("peak_rss_mib", meter.peak_mib)
+            metadata["step_peak_rss_mib" if "peak_rss_mib" in metadata else "peak_rss_mib"] = meter.peak_mib
             metadata["rss_after_mib"] = meter.rss_after_mib
             result = result._replace(metadata=metadata)
         return result

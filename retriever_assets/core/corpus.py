@@ -92,9 +92,37 @@ def _read_lines(path: Path, mode: ValidationMode, report: ValidationReport):
             yield number, line
 
 
-def _read_jsonl(path: Path, kind: str, mode: ValidationMode, report: ValidationReport) -> dict[str, dict]:
-    """Read corpus.jsonl or queries.jsonl into {id: {title, text}}, validating each record."""
-    records: dict[str, dict] = {}
+READ_BATCH = 65536  # records per frame while reading: only one batch of Python strings exists at a time
+
+
+def _frame_batch(kind: str, ids: list[str], titles: list[str], texts: list[str]) -> pl.DataFrame:
+    """One batch of read records as the frame load_beir_folder returns (documents: doc_id, title, text,
+    content_hash; queries: query_id, text, content_hash)."""
+    if kind == "document":
+        return pl.DataFrame({"doc_id": ids, "title": titles, "text": texts,
+                             "content_hash": [content_hash(t, x) for t, x in zip(titles, texts, strict=True)]},
+                            schema={"doc_id": pl.String, "title": pl.String, "text": pl.String,
+                                    "content_hash": pl.String})
+    return pl.DataFrame({"query_id": ids, "text": texts, "content_hash": [content_hash(x) for x in texts]},
+                        schema={"query_id": pl.String, "text": pl.String, "content_hash": pl.String})
+
+
+def _read_jsonl(path: Path, kind: str, mode: ValidationMode, report: ValidationReport, *,
+                frames: list[pl.DataFrame] | None = None, batch_size: int = READ_BATCH) -> dict[str, tuple[str, int]]:
+    """Read corpus.jsonl or queries.jsonl, validating each record, in batches: the kept records go to `frames`
+    (`_frame_batch` frames of `batch_size` records) and the result maps each id to (a hash of its title and text,
+    its line), what the duplicate check and the qrels check need; no record's text is held beyond its batch."""
+    records: dict[str, tuple[str, int]] = {}
+    ids: list[str] = []
+    titles: list[str] = []
+    texts: list[str] = []
+
+    def flush():
+        if ids and frames is not None:
+            frames.append(_frame_batch(kind, ids, titles, texts))
+        for column in (ids, titles, texts):
+            column.clear()
+
     for number, line in _read_lines(path, mode, report):
         if not line.strip():
             continue
@@ -133,17 +161,24 @@ def _read_jsonl(path: Path, kind: str, mode: ValidationMode, report: ValidationR
             else:
                 report.note(f"empty {kind} text", path, number, f"id {rid!r}")
                 continue
+        digest = content_hash(title, text)
         if rid in records:
-            previous = records[rid]
-            if previous["title"] == title and previous["text"] == text:
+            previous_digest, previous_line = records[rid]
+            if previous_digest == digest:
                 report.note(f"duplicate {kind} id with identical content (kept once)", path, number, rid)
                 continue
             _fail_or_skip(
                 mode, report, path, number, f"duplicate {kind} id with different content",
-                f"id {rid!r} first seen on line {previous['line']}",
+                f"id {rid!r} first seen on line {previous_line}",
             )
             continue
-        records[rid] = {"title": title, "text": text, "line": number}
+        records[rid] = (digest, number)
+        ids.append(rid)
+        titles.append(title)
+        texts.append(text)
+        if len(ids) >= batch_size:
+            flush()
+    flush()
     return records
 
 
@@ -224,10 +259,12 @@ def load_beir_folder(
                                 f"train_split and test_split are both {held_apart[0]!r}: every test query would be "
                                 "a training query; name two different qrels files")
     report = ValidationReport()
-    docs = _read_jsonl(folder / "corpus.jsonl", "document", mode, report)
+    doc_frames: list[pl.DataFrame] = []  # read and hashed in batches (READ_BATCH records each)
+    docs = _read_jsonl(folder / "corpus.jsonl", "document", mode, report, frames=doc_frames)
     if not docs:
         raise CorpusFormatError(folder / "corpus.jsonl", None, "corpus is empty (no usable document)")
-    queries = _read_jsonl(folder / "queries.jsonl", "query", mode, report)
+    query_frames: list[pl.DataFrame] = []
+    queries = _read_jsonl(folder / "queries.jsonl", "query", mode, report, frames=query_frames)
     if not queries:
         raise CorpusFormatError(folder / "queries.jsonl", None, "no usable query")
     qrels_dir = folder / "qrels"
@@ -252,23 +289,9 @@ def load_beir_folder(
         by_split[held_apart[0]] = _hold_apart(qrels_dir, held_apart, by_split, lines, mode, report)
     qrel_rows = [(split, q, d, s) for split, rows in by_split.items() for q, d, s in rows]
 
-    corpus = pl.DataFrame(
-        {
-            "doc_id": list(docs),
-            "title": [r["title"] for r in docs.values()],
-            "text": [r["text"] for r in docs.values()],
-            "content_hash": [content_hash(r["title"], r["text"]) for r in docs.values()],
-        },
-        schema={"doc_id": pl.String, "title": pl.String, "text": pl.String, "content_hash": pl.String},
-    )
-    query_frame = pl.DataFrame(
-        {
-            "query_id": list(queries),
-            "text": [r["text"] for r in queries.values()],
-            "content_hash": [content_hash(r["text"]) for r in queries.values()],
-        },
-        schema={"query_id": pl.String, "text": pl.String, "content_hash": pl.String},
-    )
+    del docs, queries  # ids and hashes only; the records are in the batch frames
+    corpus, query_frame = pl.concat(doc_frames, rechunk=False), pl.concat(query_frames, rechunk=False)
+    del doc_frames, query_frames
     qrels = pl.DataFrame(
         qrel_rows, schema={"split": pl.String, "query_id": pl.String, "doc_id": pl.String, "score": pl.Int32},
         orient="row",

@@ -91,12 +91,17 @@ def order_by_score_then_index(scores: torch.Tensor, index: torch.Tensor, k: int)
 
 def top_k_rows(sims: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Deterministic top-k of each row: score descending, equal scores by lower column (torch.topk leaves ties in
-    an unspecified order and, at the k-th place, picks an unspecified one of them). Returns (scores, columns)."""
-    s, i = torch.topk(sims, k, dim=1)
+    an unspecified order and, at the k-th place, picks an unspecified one of them). Returns (scores, columns).
+
+    No temporary of the block's size: whether equal scores straddle the cut is read from the (k+1)-th score."""
     if k == 0:
-        return s, i
-    # rows where more than k columns reach the k-th score: equal scores straddle the cut, so sort those rows fully
-    straddle = ((sims >= s[:, -1:]).sum(dim=1) > k).nonzero().squeeze(1)
+        return torch.topk(sims, 0, dim=1)
+    s, i = torch.topk(sims, min(k + 1, sims.shape[1]), dim=1)
+    # rows where more than k columns reach the k-th score (the (k+1)-th equals it): equal scores straddle the cut,
+    # so sort those rows fully
+    straddle = ((s[:, k] >= s[:, k - 1]).nonzero().squeeze(1) if s.shape[1] > k
+                else torch.zeros(0, dtype=torch.int64, device=sims.device))
+    s, i = s[:, :k], i[:, :k]
     if len(straddle):
         full_s, full_i = torch.sort(sims[straddle], dim=1, descending=True, stable=True)
         s[straddle], i[straddle] = full_s[:, :k], full_i[:, :k]

@@ -15,6 +15,7 @@ import pyarrow as pa
 from retriever_assets.core.encoding import EncoderSpec, encode_texts
 
 EMBED_COLUMNS = ["item_id", "role", "content_hash", "cache_key", "text"]
+BLOCK_SCHEMA = pa.schema([(c, pa.string()) for c in EMBED_COLUMNS])  # the blocks encoder actors read
 
 
 def embedding_schema(dim: int) -> pa.Schema:
@@ -80,7 +81,7 @@ def embed_on_ray(
 ) -> dict:
     """Encode `items` on the cluster (on `device`: "cpu" or "cuda", chosen by the driver) and write them to
     `<db_uri>/<table>.lance` in one commit. `texts(frame)` makes the strings the encoder sees (the teacher's
-    document template); it runs block by block, so the driver holds the formatted texts once, as Ray blocks.
+    document template); it runs block by block, and each block is put into the object store as it is made.
 
     Returns what happened: rows written, blocks, the staging table used (if any) and seconds per phase.
     """
@@ -96,14 +97,21 @@ def embed_on_ray(
     blocks = max(actors, math.ceil(items.height / rows_per_block))
     step = math.ceil(items.height / blocks)
     # blocks cut here, not by a repartition task: with encoders holding every CPU, such a task would never run
-    slices = []
-    for offset in range(0, items.height, step):
-        block = items.slice(offset, step)
-        if texts is not None:  # one role per call (the texts function reads the block's first role)
-            block = pl.concat([part.with_columns(text=pl.Series(texts(part), dtype=pl.String))
-                               for part in block.partition_by("role", maintain_order=True)])
-        slices.append(block.select(EMBED_COLUMNS).to_arrow())
-    data = ray.data.from_arrow(slices)
+    def blocks_of_texts():
+        for offset in range(0, items.height, step):
+            block = items.slice(offset, step)
+            if texts is not None:  # one role per call (the texts function reads the block's first role)
+                block = pl.concat([part.with_columns(text=pl.Series(texts(part), dtype=pl.String))
+                                   for part in block.partition_by("role", maintain_order=True)])
+            yield block.select(EMBED_COLUMNS).to_arrow().cast(BLOCK_SCHEMA)
+
+    # each block goes to the object store as soon as it is made, and the driver drops its own copy: the driver holds
+    # the corpus once (the step's frame) plus one block of formatted texts, never the whole set twice. (A staged
+    # parquet read by Ray Data would need a CPU for its file-listing task, which encoders holding every CPU starve.)
+    refs = [ray.put(block) for block in blocks_of_texts()]
+    n_blocks = len(refs)
+    data = ray.data.from_arrow_refs(refs)
+    del refs
     encoded = data.map_batches(
         BatchEncoder,
         fn_constructor_kwargs={"spec": spec.__dict__, "cache_dir": str(cache_dir.resolve()), "batch_size": batch_size,
@@ -119,12 +127,12 @@ def embed_on_ray(
     schema = embedding_schema(dim)
     target = table if not table_exists else f"{table}__staging"
     uri = f"{db_uri.rstrip('/')}/{target}.lance"
-    log(f"{spec.name}: encoding {items.height} items on Ray ({actors} actors, {len(slices)} blocks) -> {uri}")
+    log(f"{spec.name}: encoding {items.height} items on Ray ({actors} actors, {n_blocks} blocks) -> {uri}")
     # the write tasks only move bytes: they take no CPU slot, so encoders holding every CPU cannot starve them
     lance_ray.write_lance(encoded, uri, schema=schema, mode="overwrite" if table_exists else "create",
                           storage_options=storage_options or None, ray_remote_args={"num_cpus": 0})
     phases["encode_and_write_fragments"] = time.perf_counter() - t0
-    report = {"ray_rows": items.height, "ray_blocks": len(slices), "ray_phase_seconds": phases}
+    report = {"ray_rows": items.height, "ray_blocks": n_blocks, "ray_phase_seconds": phases}
     if table_exists:
         t0 = time.perf_counter()
         db = lancedb.connect(db_uri, storage_options=storage_options or None)

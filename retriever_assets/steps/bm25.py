@@ -26,7 +26,7 @@ class Bm25Teacher:
         self.spec = spec
 
     def refresh(self, artifacts: DatasetArtifacts, corpus: pl.DataFrame, items: pl.DataFrame, *, batch_size: int,
-                chunk_size: int, log: Log) -> dict:
+                chunk_size: int, log: Log, texts=None) -> dict:
         return index_bm25_teacher(artifacts.storage, artifacts.dataset, self.spec, corpus, log=log,
                                   batch_size=chunk_size)
 
@@ -53,7 +53,8 @@ class Bm25Teacher:
 def index_bm25_teacher(storage: StorageResource, dataset: str, spec: EncoderSpec, corpus: pl.DataFrame, *,
                        log: Log | None = None, batch_size: int = 65536) -> dict:
     """Build the BM25 index over the corpus (rebuilt when any document changed) in batches of `batch_size`
-    documents, and save it without pickle."""
+    documents read from the corpus parquet (`corpus` needs doc_id and content_hash only), and save it without
+    pickle."""
     start = time.perf_counter()
     folder = DatasetArtifacts(storage, dataset).bm25_dir(spec.name)
     version = f"{spec.model}|{documents_version(corpus)}"
@@ -64,10 +65,13 @@ def index_bm25_teacher(storage: StorageResource, dataset: str, spec: EncoderSpec
     if rebuilt:
         progress = ProgressLog(f"{spec.name}: indexed", corpus.height, log or (lambda m: None), unit="documents")
 
-        def text_batches():  # one batch of document strings exists at a time
-            for offset in range(0, corpus.height, batch_size):
-                rows = corpus.slice(offset, batch_size).select("title", "text").iter_rows()
-                yield [document_text(t, x) for t, x in rows]
+        def text_batches():  # read from the corpus parquet: one batch of document strings exists at a time
+            import pyarrow.parquet as pq
+
+            file = pq.ParquetFile(DatasetArtifacts(storage, dataset).corpus_dir / "corpus.parquet")
+            for batch in file.iter_batches(batch_size=batch_size, columns=["title", "text"]):
+                yield [document_text(t, x) for t, x in zip(batch.column("title").to_pylist(),
+                                                           batch.column("text").to_pylist(), strict=True)]
 
         t0 = time.perf_counter()
         index = cand.build_bm25_index(text_batches(), batch_size=batch_size, on_progress=progress.update)

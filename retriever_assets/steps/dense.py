@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -46,9 +47,10 @@ class DenseTeacher:
         self.compute = compute or ComputeResource()
 
     def refresh(self, artifacts: DatasetArtifacts, corpus: pl.DataFrame, items: pl.DataFrame, *, batch_size: int,
-                chunk_size: int, log: Log) -> dict:
+                chunk_size: int, log: Log, texts=None) -> dict:
         return embed_dense_teacher(artifacts.storage, self.models, artifacts.dataset, self.spec, items,
-                                   batch_size=batch_size, chunk_size=chunk_size, log=log, compute=self.compute)
+                                   batch_size=batch_size, chunk_size=chunk_size, log=log, compute=self.compute,
+                                   texts=texts)
 
     def candidates(self, artifacts: DatasetArtifacts, request: CandidateRequest, log: Log
                    ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
@@ -165,9 +167,13 @@ def embed_dense_teacher(
     chunk_size: int,
     log: Log,
     compute: ComputeResource | None = None,
+    texts=None,
 ) -> dict:
     """Embed only new or changed items (content hash + cache key), delete removed ones; locally one commit per
-    chunk (a killed run resumes after the last), on Ray one commit for the whole update."""
+    chunk (a killed run resumes after the last), on Ray one commit for the whole update.
+
+    `items` are item_id, role, content_hash (and title, text unless `texts` is given: `texts.attach(chunk)` adds a
+    chunk's titles and texts, so only one chunk's texts exist at a time)."""
     start = time.perf_counter()
     store = storage.embedding_store(dataset, spec.name)
     phases: dict[str, float] = {}
@@ -185,6 +191,8 @@ def embed_dense_teacher(
         store.reset()
     t0 = time.perf_counter()
     plan: EmbeddingPlan = plan_embedding_update(items, store.stored_index(), keys)
+    # documents in corpus (id) order, then queries: the order the texts are read in
+    plan = dataclasses.replace(plan, to_embed=plan.to_embed.sort("role", "item_id"))
     phases["plan"] = time.perf_counter() - t0
     log(f"{spec.name}: {plan.to_embed.height} to embed, {len(plan.to_delete)} to delete, {plan.unchanged} unchanged")
     store.delete(plan.to_delete)
@@ -193,13 +201,15 @@ def embed_dense_teacher(
     truncated = {"items": 0, "seconds": 0.0}
 
     def chunk_texts(chunk: pl.DataFrame) -> list[str]:
-        texts = item_texts(spec, chunk)
+        if texts is not None:
+            chunk = texts.attach(chunk)
+        strings = item_texts(spec, chunk)
         if counts_truncation:  # per chunk: tokenizing every pending text at once held GiBs at 1M documents
             t = time.perf_counter()
             prompt = spec.prompt(chunk["role"][0])
-            truncated["items"] += count_truncated(model.tokenizer, [prompt + x for x in texts], limit)
+            truncated["items"] += count_truncated(model.tokenizer, [prompt + x for x in strings], limit)
             truncated["seconds"] += time.perf_counter() - t
-        return texts
+        return strings
 
     def encode(texts, role):
         return encode_texts(model, spec, texts, role, batch_size=batch_size)
@@ -225,7 +235,7 @@ def embed_dense_teacher(
             storage_options=storage.storage_options or None, cache_dir=Path(models.model_cache_dir),
             batch_size=batch_size, actors=compute.actors, cpus_per_actor=compute.cpus_per_actor,
             gpus_per_actor=compute.actor_gpus(), log=log, device=device,
-            texts=chunk_texts, chunk_size=chunk_size)
+            texts=chunk_texts, rows_per_block=chunk_size)
         embedded = plan.to_embed.height
         phases.update(ray_report.pop("ray_phase_seconds", {}))
     else:

@@ -4,6 +4,7 @@ embedded incrementally; BM25 indexes)."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import polars as pl
 
@@ -16,18 +17,64 @@ from retriever_assets.steps.teachers import configured_teachers
 
 
 def _wanted_items(corpus: pl.DataFrame, queries: pl.DataFrame) -> pl.DataFrame:
-    docs = corpus.select(
-        item_id=pl.lit("d:") + pl.col("doc_id"),
-        role=pl.lit("document"),
-        content_hash="content_hash",
-        title="title",
-        text="text",  # each teacher makes its document string from title and text (EncoderSpec.document)
-    )
-    qs = queries.select(
-        item_id=pl.lit("q:") + pl.col("query_id"), role=pl.lit("query"), content_hash="content_hash",
-        title=pl.lit(None, pl.String), text="text",
-    )
+    """item_id, role, content_hash of every document and training query: what the embedding plan compares (the
+    texts are read per chunk, `ItemTexts`)."""
+    docs = corpus.select(item_id=pl.lit("d:") + pl.col("doc_id"), role=pl.lit("document"),
+                         content_hash="content_hash")
+    qs = queries.select(item_id=pl.lit("q:") + pl.col("query_id"), role=pl.lit("query"), content_hash="content_hash")
     return pl.concat([docs, qs])
+
+
+class ItemTexts:
+    """Titles and texts of the items of one chunk at a time: documents read forward from the corpus parquet in
+    batches of `batch_rows` (the corpus is stored in doc id order, and chunks come in that order), training queries
+    from memory. Memory: one parquet batch and one chunk, never the corpus's texts.
+    """
+
+    def __init__(self, corpus_file: Path, queries: pl.DataFrame, *, batch_rows: int = 16384):
+        self.file, self.batch_rows = corpus_file, batch_rows
+        self.queries = queries.select(item_id=pl.lit("q:") + pl.col("query_id"), title=pl.lit(None, pl.String),
+                                      text="text")
+        self._restart()
+
+    def _restart(self) -> None:
+        import pyarrow.parquet as pq
+
+        self._batches = pq.ParquetFile(self.file).iter_batches(batch_size=self.batch_rows,
+                                                               columns=["doc_id", "title", "text"])
+        self._ahead = pl.DataFrame(schema={"doc_id": pl.String, "title": pl.String, "text": pl.String})
+        self._read_up_to: str | None = None  # the last document id read from the file
+        self._served: str | None = None  # the last document id handed out
+
+    def _documents(self, ids: pl.Series) -> pl.DataFrame:
+        first, last = ids.min(), ids.max()
+        if self._served is not None and first <= self._served:  # a chunk out of corpus order: read from the start
+            self._restart()
+        wanted = ids.implode()
+        found = [self._ahead.filter(pl.col("doc_id").is_in(wanted))]
+        ahead = [self._ahead.filter(pl.col("doc_id") > last)]
+        while self._read_up_to is None or self._read_up_to < last:
+            batch = next(self._batches, None)
+            if batch is None:
+                break
+            frame = pl.from_arrow(batch)
+            self._read_up_to = frame["doc_id"].max()
+            found.append(frame.filter(pl.col("doc_id").is_in(wanted)))  # only what the chunk asks for is kept,
+            ahead.append(frame.filter(pl.col("doc_id") > last))  # and what the next chunks may ask for
+        self._ahead, self._served = pl.concat(ahead), last
+        return pl.concat(found).select(item_id=pl.lit("d:") + pl.col("doc_id"), title="title", text="text")
+
+    def attach(self, chunk: pl.DataFrame) -> pl.DataFrame:
+        """`chunk` (item_id, role, ...) with its `title` and `text` columns, rows in the same order."""
+        is_doc = chunk["item_id"].str.starts_with("d:")
+        parts = [self.queries.join(chunk.filter(~is_doc).select("item_id"), on="item_id", how="semi")]
+        if is_doc.any():
+            parts.append(self._documents(chunk.filter(is_doc)["item_id"].str.slice(2)))
+        with_texts = chunk.join(pl.concat(parts), on="item_id", how="left", maintain_order="left")
+        if with_texts["text"].null_count():
+            missing = with_texts.filter(pl.col("text").is_null())["item_id"].head(3).to_list()
+            raise KeyError(f"no text for {missing} in {self.file}: materialize qa_corpus again")
+        return with_texts
 
 
 def embed_teachers(
@@ -35,11 +82,14 @@ def embed_teachers(
     compute: ComputeResource | None = None,
 ) -> StepReport:
     start = time.perf_counter()
-    corpus, queries, qrels, manifest = DatasetArtifacts(storage, dataset).read_corpus()
+    artifacts = DatasetArtifacts(storage, dataset)
+    # ids and content hashes only: each teacher reads the texts it needs chunk by chunk (ItemTexts, BM25 batches)
+    corpus, queries, qrels, manifest = artifacts.read_corpus(document_columns=["doc_id", "content_hash"])
     train_q = training_queries(queries, qrels, manifest["train_split"])
     items = _wanted_items(corpus, train_q)
-    artifacts = DatasetArtifacts(storage, dataset)
-    per_teacher = [teacher.refresh(artifacts, corpus, items, batch_size=batch_size, chunk_size=chunk_size, log=log)
+    texts = ItemTexts(artifacts.corpus_dir / "corpus.parquet", train_q)
+    per_teacher = [teacher.refresh(artifacts, corpus, items, batch_size=batch_size, chunk_size=chunk_size, log=log,
+                                   texts=texts)
                    for teacher in configured_teachers(models, compute)]
     return StepReport(
         time.perf_counter() - start,
@@ -47,4 +97,3 @@ def embed_teachers(
          "documents": corpus.height, "queries": train_q.height,
          "teachers": per_teacher},
     )
-

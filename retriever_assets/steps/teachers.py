@@ -39,8 +39,11 @@ class Teacher(Protocol):
     scored_on_test: bool  # also scored on the test split next to the students
 
     def refresh(self, artifacts: DatasetArtifacts, corpus: pl.DataFrame, items: pl.DataFrame, *, batch_size: int,
-                chunk_size: int, log: Log) -> dict:
-        """Bring the teacher's index of this dataset up to date (embed / re-index what changed); a report row."""
+                chunk_size: int, log: Log, texts) -> dict:
+        """Bring the teacher's index of this dataset up to date (embed / re-index what changed); a report row.
+
+        `corpus` and `items` hold ids and content hashes, no text: `texts.attach(chunk)` adds a chunk's titles and
+        texts (steps/embed.py ItemTexts), and the corpus parquet can be read in batches."""
 
     def candidates(self, artifacts: DatasetArtifacts, request: CandidateRequest, log: Log
                    ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:

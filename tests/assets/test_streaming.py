@@ -201,3 +201,47 @@ def test_editing_one_percent_of_documents_re_embeds_only_those(streamed):
     store = StorageResource(root=str(storage)).embedding_store(DATASET, "static")
     assert store.version() - before <= 2 and store.stored_index()["item_id"].is_unique().all()
     assert store.stored_index().height == DOCS + TRAIN_Q
+
+
+def test_corpus_read_in_small_batches_equals_one_batch(tmp_path):
+    from retriever_assets.core.corpus import CorpusFormatError, ValidationReport, _read_jsonl
+
+    write_synthetic_beir(tmp_path / "ds", docs=50, train=5, test=2, long_docs=0)
+    path = tmp_path / "ds" / "corpus.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines + [lines[3], lines[40]]) + "\n")  # identical duplicates, after their batches
+    read = {}
+    for batch in (3, 1000):
+        frames, report = [], ValidationReport()
+        ids = _read_jsonl(path, "document", "strict", report, frames=frames, batch_size=batch)
+        read[batch] = (pl.concat(frames), ids, dict(report.counts))
+        assert len(frames) == (-(-50 // batch))
+    assert read[3][0].equals(read[1000][0]) and read[3][1] == read[1000][1] and read[3][2] == read[1000][2]
+    assert read[3][0].height == 50 and read[3][2] == {"duplicate document id with identical content (kept once)": 2}
+    record = json.loads(lines[3])
+    path.write_text("\n".join(lines + [json.dumps(record | {"text": "other"})]) + "\n")
+    with pytest.raises(CorpusFormatError, match="line 51: duplicate document id with different content.*line 4"):
+        _read_jsonl(path, "document", "strict", ValidationReport(), frames=[], batch_size=3)
+
+
+def test_item_texts_reads_each_chunks_texts_forward_in_small_batches(streamed):
+    from retriever_assets.steps.embed import ItemTexts
+
+    storage = streamed[3]
+    corpus = pl.read_parquet(storage / DATASET / "corpus" / "corpus.parquet")
+    queries = pl.read_parquet(storage / DATASET / "corpus" / "queries.parquet")
+    texts = ItemTexts(storage / DATASET / "corpus" / "corpus.parquet", queries, batch_rows=50)
+    expected = dict(corpus.select(pl.lit("d:") + pl.col("doc_id"), "text").iter_rows())
+    expected |= dict(queries.select(pl.lit("q:") + pl.col("query_id"), "text").iter_rows())
+    ids = [f"d:{d}" for d in corpus["doc_id"]]
+    # sparse chunks in corpus order (an edit), a chunk of queries, then one out of order (read again from the start)
+    chunks = [ids[0:700:7], ids[700:2000:13], [f"q:{q}" for q in queries["query_id"][:5]] + ids[2100:2102],
+              ids[2500:], ids[10:20]]
+    for chunk in chunks:
+        frame = pl.DataFrame({"item_id": chunk, "role": ["document" if i.startswith("d:") else "query"
+                                                         for i in chunk]})
+        attached = texts.attach(frame)
+        assert attached["item_id"].to_list() == chunk
+        assert attached["text"].to_list() == [expected[i] for i in chunk]
+    with pytest.raises(KeyError):
+        texts.attach(pl.DataFrame({"item_id": ["d:nope"], "role": ["document"]}))
