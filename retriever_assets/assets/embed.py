@@ -33,9 +33,11 @@ def teacher_embeddings(
             "items_embedded": sum(t.get("embedded", 0) for t in per_teacher),
             "teachers": table(per_teacher, columns=[
                 "teacher", "kind", "embedded", "deleted", "unchanged", "truncated_items", "items_per_second",
-                "device", "dtype", "table", "table_version", "seconds",
+                "device", "dtype", "table", "table_version", "tokenized", "terms_reused", "seconds",
             ]),
-            # seconds per phase (load, fingerprint, plan, count_truncated, encode_and_write, ...) per teacher
+            # seconds per phase (load, fingerprint, plan, count_truncated, encode_and_write, ...; BM25:
+            # tokenize_and_index, save) per teacher; BM25 rows count the documents tokenized and those whose
+            # cached terms were reused
             "phase_seconds": dg.MetadataValue.json({t["teacher"]: t.get("phase_seconds", {}) for t in per_teacher}),
             "lancedb_table_versions": dg.MetadataValue.json(versions),
             # on-disk size of every teacher's table (all LanceDB versions) or BM25 index, in MiB

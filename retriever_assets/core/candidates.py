@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 import bm25s
 import numpy as np
@@ -136,52 +137,68 @@ def tokenize_for_bm25(texts: Sequence[str]) -> list[list[str]]:
     return bm25s.tokenize(list(texts), stopwords="en", return_ids=False, show_progress=False)
 
 
-def build_bm25_index(doc_texts: Sequence[str] | Iterable[Sequence[str]], *, k1: float = 1.5, b: float = 0.75,
-                     batch_size: int = 65536, on_progress: Callable[[int], None] | None = None) -> bm25s.BM25:
-    """Index documents for BM25 (the paper's sparse teacher): the index bm25s builds, built in bounded batches.
+@dataclass
+class DocTerms:
+    """Documents as bm25s counts them: each one's length (its tokens after stop words) and its distinct terms
+    (corpus vocabulary ids) with their frequencies, flat: document i's are [offsets[i], offsets[i + 1])."""
 
-    `doc_texts` is a sequence of texts or an iterable of batches of texts (e.g. read from a parquet file batch by
-    batch). Each batch is tokenized by bm25s (`tokenize_for_bm25`'s rules) and reduced to (document, token, term
-    frequency) triples in numpy; the scores are bm25s' own formulas (its `method`, idf and tf components) on the
-    whole corpus's statistics, so the index is the one `bm25s.BM25.index` makes (same vocabulary, same float32
-    scores), without its per-document Python lists: memory is the index (~12 bytes per distinct token of a
-    document) plus one batch. `on_progress(documents_done)` after each batch.
-    """
+    lengths: np.ndarray  # (n,) int64
+    offsets: np.ndarray  # (n + 1,) int64
+    terms: np.ndarray  # (nnz,) int32
+    tf: np.ndarray  # (nnz,) float32
+
+
+def tokenize_bm25_batch(texts: Sequence[str], vocab: dict[str, int]) -> DocTerms:
+    """bm25s' tokenization of a batch of documents (`tokenize_for_bm25`'s rules) as DocTerms; terms not yet in
+    `vocab` get the next ids, in first-occurrence order (what one bm25s.tokenize call over the corpus gives)."""
+    local_ids, local_vocab = bm25s.tokenize(list(texts), stopwords="en", show_progress=False)
+    to_global = np.empty(len(local_vocab), dtype=np.int64)
+    for token, lid in local_vocab.items():
+        to_global[lid] = vocab.setdefault(token, len(vocab))
+    lengths = np.fromiter((len(x) for x in local_ids), dtype=np.int64, count=len(local_ids))
+    flat = np.fromiter(itertools.chain.from_iterable(local_ids), dtype=np.int64, count=int(lengths.sum()))
+    width = max(len(local_vocab), 1)
+    row = np.repeat(np.arange(len(local_ids), dtype=np.int64), lengths)
+    pairs, tf = np.unique(row * width + flat, return_counts=True)  # (doc, term) pairs, sorted by doc
+    offsets = np.zeros(len(local_ids) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(pairs // width, minlength=len(local_ids)), out=offsets[1:])
+    return DocTerms(lengths=lengths, offsets=offsets, terms=to_global[pairs % width].astype(np.int32),
+                    tf=tf.astype(np.float32))
+
+
+def bm25_index_from_terms(batches: Iterable[DocTerms], vocab: dict[str, int], *, k1: float = 1.5, b: float = 0.75,
+                          on_progress: Callable[[int], None] | None = None) -> bm25s.BM25:
+    """The bm25s index of documents given as DocTerms batches (in corpus order) over `vocab` (token -> id): bm25s'
+    own formulas (its `method`, idf and tf components) on the whole corpus's statistics, so the index is the one
+    `bm25s.BM25.index` makes from the same tokens, without its per-document Python lists. Memory: the index (~12
+    bytes per distinct term of a document while it is built) plus one batch. `on_progress(documents_done)`."""
     from bm25s.scoring import _select_idf_scorer, _select_tfc_scorer
 
     index = bm25s.BM25(k1=k1, b=b)
-    batches = _text_batches(doc_texts, batch_size)
-    vocab: dict[str, int] = {}
     docs, tokens, freqs, lengths = [], [], [], []
     n_docs = 0
-    for texts in batches:
-        local_ids, local_vocab = bm25s.tokenize(list(texts), stopwords="en", show_progress=False)
-        # batch-local token ids -> corpus ids, in first-occurrence order (what one bm25s.tokenize call would give)
-        to_global = np.empty(len(local_vocab), dtype=np.int64)
-        for token, lid in local_vocab.items():
-            to_global[lid] = vocab.setdefault(token, len(vocab))
-        length = np.fromiter((len(x) for x in local_ids), dtype=np.int64, count=len(local_ids))
-        flat = np.fromiter(itertools.chain.from_iterable(local_ids), dtype=np.int64, count=int(length.sum()))
-        row = np.repeat(np.arange(len(local_ids), dtype=np.int64), length)
-        pairs, tf = np.unique(row * max(len(local_vocab), 1) + flat, return_counts=True)  # (doc, token) sorted
-        docs.append((pairs // max(len(local_vocab), 1) + n_docs).astype(np.int32))
-        tokens.append(to_global[pairs % max(len(local_vocab), 1)].astype(np.int32))
-        freqs.append(tf.astype(np.float32))
-        lengths.append(length)
-        n_docs += len(local_ids)
-        del local_ids, flat, row, pairs, tf
+    for batch in batches:
+        n = len(batch.lengths)
+        docs.append((np.repeat(np.arange(n, dtype=np.int64), np.diff(batch.offsets)) + n_docs).astype(np.int32))
+        tokens.append(batch.terms.astype(np.int32, copy=False))
+        freqs.append(batch.tf.astype(np.float32, copy=False))
+        lengths.append(batch.lengths.astype(np.int64, copy=False))
+        n_docs += n
         if on_progress:
             on_progress(n_docs)
-    empty = np.zeros(0, np.int32)
-    doc_idx, voc_idx = np.concatenate(docs or [empty]), np.concatenate(tokens or [empty])
-    tf_array = np.concatenate(freqs or [empty.astype(np.float32)])
-    del docs, tokens, freqs
+    # each list is joined and dropped before the next: at most one extra copy of one array at a time
+    doc_idx = np.concatenate(docs or [np.zeros(0, np.int32)])
+    del docs
+    voc_idx = np.concatenate(tokens or [np.zeros(0, np.int32)])
+    del tokens
+    tf_array = np.concatenate(freqs or [np.zeros(0, np.float32)])
+    del freqs
     doc_len = np.concatenate(lengths or [np.zeros(0, np.int64)])
     n_vocab = len(vocab)
     avg_doc_len = doc_len.mean() if n_docs else np.float64(0.0)  # as bm25s: mean of the token counts (float64)
     df = np.bincount(voc_idx, minlength=n_vocab)
     idf_fn = _select_idf_scorer(index.idf_method)
-    idf = np.zeros(n_vocab, dtype=index.dtype)
+    idf = np.zeros(n_vocab, dtype=index.dtype)  # 0 for a term no document has any more (an edit removed it)
     for value in np.unique(df[df > 0]):  # bm25s' scalar idf, once per distinct document frequency
         idf[df == value] = idf_fn(int(value), N=n_docs)
     scores = np.empty(len(tf_array), dtype=index.dtype)
@@ -192,19 +209,34 @@ def build_bm25_index(doc_texts: Sequence[str] | Iterable[Sequence[str]], *, k1: 
                      b=index.b, delta=index.delta)
         scores[block] = idf[voc_idx[block]] * tfc
     del tf_array
-    # CSC by token (bm25s' layout): a stable sort keeps each token's documents in corpus order
+    # CSC by term (bm25s' layout): a stable sort keeps each term's documents in corpus order
     order = np.argsort(voc_idx, kind="stable")
-    data, indices = scores[order], doc_idx[order]
-    del order, scores, doc_idx
+    del voc_idx
+    data = scores[order]
+    del scores
+    indices = doc_idx[order]
+    del order, doc_idx
     indptr = np.zeros(n_vocab + 1, dtype=np.int64)
     np.cumsum(df, out=indptr[1:])
     index.scores = {"data": data, "indices": indices, "indptr": indptr, "num_docs": n_docs}
     index.nonoccurrence_array = None  # only the bm25l / bm25+ methods have one
-    if "" not in vocab:  # as bm25s.BM25.index(create_empty_token=True)
-        vocab[""] = max(vocab.values(), default=-1) + 1
-    index.vocab_dict = vocab
-    index.unique_token_ids_set = set(vocab.values())
+    vocab_dict = dict(vocab)
+    if "" not in vocab_dict:  # as bm25s.BM25.index(create_empty_token=True)
+        vocab_dict[""] = max(vocab_dict.values(), default=-1) + 1
+    index.vocab_dict = vocab_dict
+    index.unique_token_ids_set = set(vocab_dict.values())
     return index
+
+
+def build_bm25_index(doc_texts: Sequence[str] | Iterable[Sequence[str]], *, k1: float = 1.5, b: float = 0.75,
+                     batch_size: int = 65536, on_progress: Callable[[int], None] | None = None) -> bm25s.BM25:
+    """Index documents for BM25 (the paper's sparse teacher): the index bm25s builds, built in bounded batches.
+
+    `doc_texts` is a sequence of texts or an iterable of batches of texts (e.g. read from a parquet file batch by
+    batch); each batch is tokenized (`tokenize_bm25_batch`) and indexed (`bm25_index_from_terms`)."""
+    vocab: dict[str, int] = {}
+    return bm25_index_from_terms((tokenize_bm25_batch(t, vocab) for t in _text_batches(doc_texts, batch_size)),
+                                 vocab, k1=k1, b=b, on_progress=on_progress)
 
 
 def _text_batches(doc_texts, batch_size: int) -> Iterator[Sequence[str]]:

@@ -12,6 +12,7 @@ from resources.artifacts import DatasetArtifacts
 from resources.compute import ComputeResource
 from resources.models import ModelsResource
 from resources.storage import StorageResource
+from retriever_assets.core.tables import SortedParquetReader
 from retriever_assets.steps.common import Log, StepReport, training_queries
 from retriever_assets.steps.teachers import configured_teachers
 
@@ -32,37 +33,14 @@ class ItemTexts:
     """
 
     def __init__(self, corpus_file: Path, queries: pl.DataFrame, *, batch_rows: int = 16384):
-        self.file, self.batch_rows = corpus_file, batch_rows
+        self.file = corpus_file
+        self.reader = SortedParquetReader(corpus_file, ["title", "text"], key="doc_id", batch_rows=batch_rows)
         self.queries = queries.select(item_id=pl.lit("q:") + pl.col("query_id"), title=pl.lit(None, pl.String),
                                       text="text")
-        self._restart()
-
-    def _restart(self) -> None:
-        import pyarrow.parquet as pq
-
-        self._batches = pq.ParquetFile(self.file).iter_batches(batch_size=self.batch_rows,
-                                                               columns=["doc_id", "title", "text"])
-        self._ahead = pl.DataFrame(schema={"doc_id": pl.String, "title": pl.String, "text": pl.String})
-        self._read_up_to: str | None = None  # the last document id read from the file
-        self._served: str | None = None  # the last document id handed out
 
     def _documents(self, ids: pl.Series) -> pl.DataFrame:
-        first, last = ids.min(), ids.max()
-        if self._served is not None and first <= self._served:  # a chunk out of corpus order: read from the start
-            self._restart()
-        wanted = ids.implode()
-        found = [self._ahead.filter(pl.col("doc_id").is_in(wanted))]
-        ahead = [self._ahead.filter(pl.col("doc_id") > last)]
-        while self._read_up_to is None or self._read_up_to < last:
-            batch = next(self._batches, None)
-            if batch is None:
-                break
-            frame = pl.from_arrow(batch)
-            self._read_up_to = frame["doc_id"].max()
-            found.append(frame.filter(pl.col("doc_id").is_in(wanted)))  # only what the chunk asks for is kept,
-            ahead.append(frame.filter(pl.col("doc_id") > last))  # and what the next chunks may ask for
-        self._ahead, self._served = pl.concat(ahead), last
-        return pl.concat(found).select(item_id=pl.lit("d:") + pl.col("doc_id"), title="title", text="text")
+        found = self.reader.rows(ids)
+        return found.select(item_id=pl.lit("d:") + pl.col("doc_id"), title="title", text="text")
 
     def attach(self, chunk: pl.DataFrame) -> pl.DataFrame:
         """`chunk` (item_id, role, ...) with its `title` and `text` columns, rows in the same order."""

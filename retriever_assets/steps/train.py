@@ -50,7 +50,7 @@ def train_student(
 ) -> StepReport:
     start = time.perf_counter()
     artifacts = DatasetArtifacts(storage, dataset)
-    corpus, queries, qrels, manifest = artifacts.read_corpus()
+    _, queries, qrels, manifest = artifacts.read_corpus(document_columns=["doc_id"])  # texts: the trained ones only
     negatives = artifacts.read_negatives(recipe_name)
     positives = positives_of(qrels, manifest["train_split"])
     if settings.max_queries is not None:
@@ -62,7 +62,7 @@ def train_student(
     mined = artifacts.read_mining_stats(recipe_name)["recipe"]
     positives = training_positives(positives, negatives, mined.get("short_queries", "keep"))
     q_text = dict(queries.select("query_id", "text").iter_rows())
-    d_text = doc_texts(corpus)
+    d_text = doc_texts(artifacts.read_documents(pl.concat([negatives["doc_id"], positives["doc_id"]])))
     groups = build_training_examples(negatives, positives, q_text, d_text)
     teacher_scores = _teacher_scores(artifacts, mined, negatives, positives) if settings.distill != "none" else None
     distilled = sum(len(rows) for m, rows in groups.items() if m > 0) if teacher_scores is not None else None

@@ -91,6 +91,7 @@ def test_a_static_embedding_teacher_embeds_in_chunks_and_counts_truncation(strea
     assert rows["static"]["truncated_items"] == LONG_DOCS
     # one commit per chunk of each role (+ the compaction), not one for everything
     assert meta["lancedb_table_versions"].value["static"] >= -(-DOCS // CHUNK) + -(-TRAIN_Q // CHUNK)
+    assert rows["bm25"]["tokenized"] == DOCS and rows["bm25"]["terms_reused"] == 0
 
 
 def test_progress_is_logged_a_bounded_number_of_times_with_rate_and_eta(streamed):
@@ -201,6 +202,19 @@ def test_editing_one_percent_of_documents_re_embeds_only_those(streamed):
     store = StorageResource(root=str(storage)).embedding_store(DATASET, "static")
     assert store.version() - before <= 2 and store.stored_index()["item_id"].is_unique().all()
     assert store.stored_index().height == DOCS + TRAIN_Q
+    # BM25: only the edited documents are tokenized again; the index scores like one built from scratch
+    assert rows["bm25"]["tokenized"] == len(edited) and rows["bm25"]["terms_reused"] == DOCS - len(edited)
+    import bm25s
+
+    from retriever_assets.core.candidates import tokenize_for_bm25
+
+    saved = bm25s.BM25.load(str(storage / DATASET / "bm25" / "bm25"), allow_pickle=False)
+    texts = pl.read_parquet(storage / DATASET / "corpus" / "corpus.parquet")["text"].to_list()
+    fresh = bm25s.BM25(k1=1.5, b=0.75)
+    fresh.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
+    queries = pl.read_parquet(storage / DATASET / "corpus" / "queries.parquet")["text"].to_list()[:50]
+    for tokens in tokenize_for_bm25(queries + ["edited w1 w2"]):
+        np.testing.assert_array_equal(saved.get_scores(tokens), fresh.get_scores(tokens))
 
 
 def test_corpus_read_in_small_batches_equals_one_batch(tmp_path):
