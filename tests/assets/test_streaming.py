@@ -159,7 +159,8 @@ def test_exports_written_in_batches_match_one_batch(streamed, tmp_path):
     positives = qrels.filter(pl.col("split") == "train").select("query_id", "doc_id")
     corpus = pl.read_parquet(storage / DATASET / "corpus" / "corpus.parquet")
     queries = pl.read_parquet(storage / DATASET / "corpus" / "queries.parquet")
-    q_text, d_text = dict(queries.select("query_id", "text").iter_rows()), dict(corpus.select("doc_id", "text").iter_rows())
+    q_text = dict(queries.select("query_id", "text").iter_rows())
+    d_text = dict(corpus.select("doc_id", "text").iter_rows())
     for batch in (7, 100_000):
         n = save_dataset(ntuple_batches(negatives, positives, q_text, d_text, 4, batch_queries=batch),
                          ntuple_schema(4), tmp_path / f"ntuple{batch}")
