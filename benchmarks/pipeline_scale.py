@@ -326,7 +326,9 @@ def main() -> None:
             runs.append(rerun)
             first = runs[len(sizes) - 1]
             dense = next(t for t in rerun["steps"]["teacher_embeddings"]["teachers"] if t["teacher"] == "static")
+            bm25 = next(t for t in rerun["steps"]["teacher_embeddings"]["teachers"] if t["teacher"] == "bm25")
             edit = {"edited_documents": changed["edited"], "re_embedded": dense["embedded"],
+                    "bm25_tokenized": bm25.get("tokenized"),
                     "rerun_over_full_seconds": {s: round(rerun["steps"][s]["seconds"] / first["steps"][s]["seconds"], 4)
                                                 for s in rerun["steps"] if s in first["steps"]},
                     "rerun_over_full_wall": round(rerun["wall_seconds"] / first["wall_seconds"], 4)}
@@ -352,7 +354,8 @@ def main() -> None:
     print(f"peak RSS at {top['docs']:,} documents: {top['process_peak_rss_mib'] / 1024:.2f} GiB "
           f"(goal <= 6 GiB; sampled process tree incl. Ray workers {top['sampled_tree_peak_rss_mib'] / 1024:.2f} GiB)")
     if edit:
-        print(f"1% edit: {edit['edited_documents']:,} documents edited, {edit['re_embedded']:,} re-embedded; re-run "
+        print(f"1% edit: {edit['edited_documents']:,} documents edited, {edit['re_embedded']:,} re-embedded, "
+              f"{edit['bm25_tokenized']:,} tokenized again for BM25; re-run "
               f"wall {edit['rerun_over_full_wall']:.1%} of the full run (goal <= 5%); per step: "
               + ", ".join(f"{s} {v:.1%}" for s, v in edit["rerun_over_full_seconds"].items()))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
