@@ -125,17 +125,17 @@ def compare_recipes(
         def judge(query_ids, doc_ids):
             return np.einsum("ij,ij->i", vectors("q", query_ids), vectors("d", doc_ids))
 
-        for name in fresh:
-            negatives = artifacts.read_negatives(name).filter(pl.col("query_id").is_in(audited))
-            independent = judge_model not in mining[name].get("recipe", {}).get("teachers", ())
-            audits[name] = false_negative_audit(negatives, positives, judge) | setup | {
-                "negatives_hash": negatives_hash[name], "judge": judge_path, "queries_audited": len(audited),
-                # a judge audits a recipe only when it is not one of the teachers that mined it (and stronger)
-                "judge_independent": independent,
-                **({} if independent else {"audit_note": f"the judge {judge_model!r} mined these negatives itself: "
-                                           "not an independent audit (use a stronger judge than the teacher)"})}
-            log(f"recipe {name}: {audits[name]['false_negative_share']:.1%} suspected false negatives"
-                + ("" if independent else f" (not independent: {judge_model} is this recipe's teacher)"))
+    for name in fresh:
+        negatives = artifacts.read_negatives(name).filter(pl.col("query_id").is_in(audited))
+        independent = judge_model not in mining[name].get("recipe", {}).get("teachers", ())
+        audits[name] = false_negative_audit(negatives, positives, judge) | setup | {
+            "negatives_hash": negatives_hash[name], "judge": judge_path, "queries_audited": len(audited),
+            # a judge audits a recipe only when it is not one of the teachers that mined it (and stronger)
+            "judge_independent": independent,
+            **({} if independent else {"audit_note": f"the judge {judge_model!r} mined these negatives itself: "
+                                       "not an independent audit (use a stronger judge than the teacher)"})}
+        log(f"recipe {name}: {audits[name]['false_negative_share']:.1%} suspected false negatives"
+            + ("" if independent else f" (not independent: {judge_model} is this recipe's teacher)"))
     board = build_leaderboard(scores, mining, training, audits, current=current)
     board.write_csv(out / "leaderboard.csv")
     seeds = summarize_seeds(board)
