@@ -55,7 +55,7 @@ def main() -> None:
         t.load(configs[b].spec())
 
     items = pl.DataFrame({"item_id": [f"d:{d}" for d in corpus["doc_id"]], "role": ["document"] * corpus.height,
-                          "content_hash": corpus["content_hash"], "text": texts})
+                          "content_hash": corpus["content_hash"], "title": [""] * corpus.height, "text": texts})
     bare: list[float] = []
     ours: dict[str, list[tuple[float, dict]]] = {b: [] for b in args.backends}
     for _ in range(args.repeats):
