@@ -402,8 +402,10 @@ def test_a_configured_teacher_judges_from_its_stored_vectors_and_says_when_it_is
     a, b = by_path.values["audits"]["percpos-0.95"], by_teacher.values["audits"]["percpos-0.95"]
     assert a["negatives"] == b["negatives"] > 0
     assert b["suspected_false_negatives"] == a["suspected_false_negatives"]
-    assert a["judge_independent"] is False and b["judge_independent"] is False  # tiny mined these negatives
-    assert "not an independent audit" in b["audit_note"]
+    assert a["judge_independent"] is True  # a judge given as a model path is no teacher of the recipe
+    mined_by = json.loads((storage / DATASET / "negatives" / "percpos-0.95" / "stats.json").read_text())
+    assert "tiny" in mined_by["recipe"]["teachers"]
+    assert b["judge_independent"] is False and "not an independent audit" in b["audit_note"]  # tiny mined them
     assert b["judge_fingerprint"].startswith("teacher tiny: ")
     with pytest.raises(ValueError, match="dense judge"):
         steps.compare_recipes(storage_res, teachers, DATASET, ["percpos-0.95"], judge_model="bm25",
