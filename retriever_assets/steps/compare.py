@@ -166,13 +166,7 @@ def stored_vector_judge(storage: StorageResource, dataset: str, spec: EncoderSpe
     queries), refusing vectors the teacher's current settings would not make."""
     store = storage.embedding_store(dataset, spec.name)
     doc_ids = sorted(set(positives["doc_id"].to_list()).union(*(set(n["doc_id"].to_list()) for n in negatives)))
-    keys = teacher.current_cache_keys()
-    wanted = pl.DataFrame({"item_id": [f"d:{d}" for d in doc_ids] + [f"q:{q}" for q in audited]})
-    index = store.stored_index().join(wanted, on="item_id", how="semi")
-    stale = index.filter(pl.col("cache_key") != pl.col("role").replace_strict(keys, default=None))
-    if stale.height or index.height < wanted.height:
-        raise ValueError(f"judge {spec.name!r}: {stale.height} stale and {wanted.height - index.height} missing "
-                         f"vectors in {store.name}: materialize teacher_embeddings first")
+    teacher.refuse_stale_vectors(store, doc_ids, audited)  # the check candidate_lists makes; missing: KeyError
     q_row = {q: i for i, q in enumerate(audited)}
     d_row = {d: i for i, d in enumerate(doc_ids)}
     q_vec, d_vec = store.vectors("query", audited), store.vectors("document", doc_ids)

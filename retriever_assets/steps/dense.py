@@ -59,7 +59,7 @@ class DenseTeacher:
         t0 = time.perf_counter()
         store = artifacts.storage.embedding_store(artifacts.dataset, spec.name)
         version = store.version()
-        self._refuse_stale_vectors(store, r)
+        self.refuse_stale_vectors(store, r.doc_ids, r.query_ids)
         phases["check_cache_keys"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         q_vec = store.vectors("query", r.query_ids)  # (n_queries, dim)
@@ -101,11 +101,11 @@ class DenseTeacher:
         device = (ray_device(self.models, self.compute) if self.compute.is_ray else self.models.resolved_device())
         return teacher_cache_keys(self.spec, model_fingerprint(path, self.spec.revision), device)
 
-    def _refuse_stale_vectors(self, store, r: CandidateRequest) -> None:
+    def refuse_stale_vectors(self, store, doc_ids: list[str], query_ids: list[str]) -> None:
         """Every vector searched must come from the current teacher settings: after a teacher change of the same
         dimension (or a run killed between chunk commits) a table can hold vectors of two models."""
         keys = self.current_cache_keys()
-        wanted = pl.DataFrame({"item_id": [f"d:{d}" for d in r.doc_ids] + [f"q:{q}" for q in r.query_ids]})
+        wanted = pl.DataFrame({"item_id": [f"d:{d}" for d in doc_ids] + [f"q:{q}" for q in query_ids]})
         index = store.stored_index().join(wanted, on="item_id", how="semi")
         stale = index.filter(pl.col("cache_key") != pl.col("role").replace_strict(keys, default=None))
         if stale.height:
