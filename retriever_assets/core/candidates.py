@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import bm25s
 import numpy as np
 import polars as pl
+import torch
 
-from retriever_assets.core.search import exact_top_k, pair_scores, top_k_row_numpy
+from retriever_assets.core.search import exact_top_k, order_by_score_then_index, pair_scores, top_k_row_numpy
 
 CANDIDATE_SCHEMA = {
     "query_id": pl.String,
@@ -114,22 +115,151 @@ def dense_candidates(
     `pair_score(query_vectors, q_rows, doc_rows)` replaces the positives' scoring from `doc_vectors` (e.g. corpus
     shards on a cluster). `on_progress(queries_done)` follows the exact search.
     """
+    frames = dense_ranked_candidates(teacher, query_ids, query_vectors, doc_ids, doc_vectors, positives, k=k,
+                                     device=device, query_chunk=query_chunk, doc_chunk=doc_chunk, search=search,
+                                     pair_score=pair_score, on_progress=on_progress)
+    return frames.candidates, frames.positives
+
+
+@dataclass
+class RankedCandidates:
+    """A dense search's candidate and positive frames, and the ranking window they were cut from (every query's
+    best `width` documents, positives included: query_id, doc_id, score, best first), which a later search merges
+    the changed documents into (`merge_ranking_windows`)."""
+
+    candidates: pl.DataFrame
+    positives: pl.DataFrame
+    window: pl.DataFrame
+
+
+WINDOW_SCHEMA = {"query_id": pl.String, "doc_id": pl.String, "score": pl.Float32}
+
+
+def dense_ranked_candidates(
+    teacher: str,
+    query_ids: Sequence[str],
+    query_vectors: np.ndarray,
+    doc_ids: Sequence[str],
+    doc_vectors: np.ndarray | None,
+    positives: pl.DataFrame,
+    *,
+    k: int,
+    reserve: int = 0,
+    device: str = "cpu",
+    query_chunk: int = 4096,
+    doc_chunk: int = 65536,
+    search: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None = None,
+    pair_score: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> RankedCandidates:
+    """`dense_candidates`, keeping the ranking window: `reserve` more documents per query than the candidates need,
+    so that a later edit of a few of them still leaves a window deep enough to merge into."""
     if doc_vectors is None and (search is None or pair_score is None):
         raise ValueError("without doc_vectors, both search and pair_score are needed")
     pos_q, pos_d, sets = _positive_index(query_ids, doc_ids, positives)
     extra = max((len(s) for s in sets), default=0)
+    width = k + extra + reserve
     if search is None:
         top_scores, top_index = exact_top_k(
-            query_vectors, doc_vectors, k + extra, device=device, query_chunk=query_chunk, doc_chunk=doc_chunk,
+            query_vectors, doc_vectors, width, device=device, query_chunk=query_chunk, doc_chunk=doc_chunk,
             on_progress=on_progress,
         )
     else:
-        top_scores, top_index = search(query_vectors, k + extra)
+        top_scores, top_index = search(query_vectors, width)
     score = pair_score or (lambda q, qi, di: pair_scores(q, doc_vectors, qi, di))
     pos_scores = score(query_vectors, pos_q, pos_d) if len(pos_q) else np.zeros(0, np.float32)
-    return _frames_from_ranking(
-        teacher, query_ids, doc_ids, top_scores, top_index, pos_q, pos_d, pos_scores, k
-    )
+    c, p = _frames_from_ranking(teacher, query_ids, doc_ids, top_scores, top_index, pos_q, pos_d, pos_scores, k)
+    return RankedCandidates(c, p, ranking_window(query_ids, doc_ids, top_scores, top_index))
+
+
+def ranking_window(query_ids: Sequence[str], doc_ids: Sequence[str], top_scores: np.ndarray, top_index: np.ndarray
+                   ) -> pl.DataFrame:
+    """The searched rankings as rows (query_id, doc_id, score), each query's best first; empty slots (-inf) left
+    out."""
+    rows_q, rows_c = np.nonzero(np.isfinite(top_scores))  # row-major: query by query, best first
+    return pl.DataFrame({
+        "query_id": pl.Series(list(query_ids), dtype=pl.String).gather(rows_q),
+        "doc_id": pl.Series(list(doc_ids), dtype=pl.String).gather(top_index[rows_q, rows_c]),
+        "score": top_scores[rows_q, rows_c].astype(np.float32),
+    }, schema=WINDOW_SCHEMA)
+
+
+@dataclass
+class WindowMerge:
+    """The result of merging changed documents into earlier ranking windows: the rankings of the queries that
+    could be merged exactly (rows `merged` of the request's queries; -inf past each query's exact prefix) and the
+    queries that need a full search again (rows `re_search`)."""
+
+    merged: np.ndarray
+    top_scores: np.ndarray
+    top_index: np.ndarray
+    re_search: np.ndarray
+
+
+def merge_ranking_windows(
+    window: pl.DataFrame,
+    query_ids: Sequence[str],
+    doc_ids: Sequence[str],
+    dropped_doc_ids: Iterable[str],
+    changed_scores: np.ndarray,
+    changed_index: np.ndarray,
+    positives_per_query: np.ndarray,
+    *,
+    k: int,
+    width: int,
+) -> WindowMerge:
+    """Exact rankings over the current corpus from an earlier search and a search of the changed documents only.
+
+    `window`: the earlier ranking windows (`ranking_window`) of the queries `query_ids`; every document outside a
+    query's window scored at most its last one (equal scores: a later document id). `dropped_doc_ids`: documents
+    whose earlier vector is gone (edited or removed); `changed_scores`/`changed_index` (n_queries, w): each
+    query's best new or edited documents, as rows of `doc_ids` (the current corpus, in id order). A query's
+    merged ranking is exact down to its last surviving window entry, since no unchanged document outside the
+    window can beat that entry; a query whose exact part holds fewer than k + its positives documents, or that has
+    no earlier window, is returned for a full search. The merged rankings keep at most `width` documents."""
+    n_q = len(query_ids)
+    doc_row = pl.DataFrame({"doc_id": list(doc_ids)}, schema={"doc_id": pl.String}).with_row_index("doc_row")
+    query_row = pl.DataFrame({"query_id": list(query_ids)}, schema={"query_id": pl.String}).with_row_index("q_row")
+    dropped = pl.DataFrame({"doc_id": list(dropped_doc_ids)}, schema={"doc_id": pl.String})
+    kept = (window.with_row_index("order").join(dropped, on="doc_id", how="anti")
+            .join(query_row, on="query_id", how="inner").join(doc_row, on="doc_id", how="inner")
+            .sort("order").with_columns(pl.int_range(pl.len()).over("q_row").alias("slot")))
+    depth = int(kept["slot"].max()) + 1 if kept.height else 0
+    kept_s = np.full((n_q, max(depth, 1)), -np.inf, dtype=np.float32)
+    kept_i = np.zeros((n_q, max(depth, 1)), dtype=np.int64)
+    q_rows, slots = kept["q_row"].to_numpy().astype(np.int64), kept["slot"].to_numpy().astype(np.int64)
+    kept_s[q_rows, slots] = kept["score"].to_numpy()
+    kept_i[q_rows, slots] = kept["doc_row"].to_numpy()
+    has_window = np.zeros(n_q, dtype=bool)
+    has_window[q_rows] = True
+    last = np.maximum(np.isfinite(kept_s).sum(axis=1) - 1, 0)
+    last_s, last_i = kept_s[np.arange(n_q), last], kept_i[np.arange(n_q), last]
+    all_s = torch.from_numpy(np.concatenate([kept_s, changed_scores.astype(np.float32)], axis=1))
+    all_i = torch.from_numpy(np.concatenate([kept_i, changed_index.astype(np.int64)], axis=1))
+    s, i = order_by_score_then_index(all_s, all_i, all_s.shape[1])
+    s, i = s.numpy()[:, :width].copy(), i.numpy()[:, :width].copy()
+    exact = np.isfinite(s) & ((s > last_s[:, None]) | ((s == last_s[:, None]) & (i <= last_i[:, None])))
+    s[~exact] = -np.inf
+    enough = exact.sum(axis=1) >= k + positives_per_query
+    ok = has_window & enough
+    return WindowMerge(merged=np.flatnonzero(ok), top_scores=s[ok], top_index=i[ok], re_search=np.flatnonzero(~ok))
+
+
+def candidates_from_ranking(teacher: str, query_ids: Sequence[str], doc_ids: Sequence[str], positives: pl.DataFrame,
+                            top_scores: np.ndarray, top_index: np.ndarray,
+                            pair_score: Callable[[np.ndarray, np.ndarray], np.ndarray], k: int
+                            ) -> RankedCandidates:
+    """Candidate and positive frames from given rankings (e.g. merged ones); `pair_score(q_rows, doc_rows)` gives
+    the teacher's score of each positive pair."""
+    pos_q, pos_d, _ = _positive_index(query_ids, doc_ids, positives)
+    pos_scores = pair_score(pos_q, pos_d) if len(pos_q) else np.zeros(0, np.float32)
+    c, p = _frames_from_ranking(teacher, query_ids, doc_ids, top_scores, top_index, pos_q, pos_d, pos_scores, k)
+    return RankedCandidates(c, p, ranking_window(query_ids, doc_ids, top_scores, top_index))
+
+
+def positives_per_query(query_ids: Sequence[str], doc_ids: Sequence[str], positives: pl.DataFrame) -> np.ndarray:
+    """How many positives in the corpus each query has."""
+    return np.array([len(s) for s in _positive_index(query_ids, doc_ids, positives)[2]], dtype=np.int64)
 
 
 def tokenize_for_bm25(texts: Sequence[str]) -> list[list[str]]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
 import time
 from pathlib import Path
 
@@ -28,7 +30,7 @@ from retriever_assets.core.encoding import (
     resolve_model_path,
     truncation_limit,
 )
-from retriever_assets.core.search import ann_recall, exact_sample, rescore_top_k
+from retriever_assets.core.search import ann_recall, exact_sample, exact_top_k, pair_scores, rescore_top_k
 from retriever_assets.steps.common import Log, ProgressLog
 from retriever_assets.steps.teachers import CandidateRequest
 
@@ -54,21 +56,46 @@ class DenseTeacher:
 
     def candidates(self, artifacts: DatasetArtifacts, request: CandidateRequest, log: Log
                    ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+        """Searched in full, or, when the last search of this teacher saved its ranking windows and at most
+        INCREMENTAL_MAX_SHARE of the documents changed since, by searching only the changed documents and merging
+        them into those windows (exactly the full search's candidates; queries whose window an edit emptied too
+        far are searched in full)."""
         spec, r, ann = self.spec, request, request.ann
         phases: dict[str, float] = {}
         t0 = time.perf_counter()
         store = artifacts.storage.embedding_store(artifacts.dataset, spec.name)
         version = store.version()
-        self.refuse_stale_vectors(store, r.doc_ids, r.query_ids)
+        searched = self.refuse_stale_vectors(store, r.doc_ids, r.query_ids)
         phases["check_cache_keys"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         q_vec = store.vectors("query", r.query_ids)  # (n_queries, dim)
+        phases["read_query_vectors"] = time.perf_counter() - t0
         use_ann = r.search == "ann" or (r.search == "auto" and len(r.doc_ids) >= ann["min_docs"])
+        windows = SearchWindows(artifacts.candidates_dir / "windows" / spec.name,
+                                {"top_k": r.top_k, "reserve": WINDOW_RESERVE, "ann": use_ann})
+        previous = windows.load()
+        plan = previous and incremental_plan(previous, searched, len(r.doc_ids))
+        if plan is None:
+            ranked, report = self._full_search(artifacts, r, q_vec, use_ann, store, log, phases)
+            report |= {"incremental": False, "incremental_note": "no earlier ranking windows with these settings"
+                       if previous is None else f"over {INCREMENTAL_MAX_SHARE:.0%} of the documents changed"}
+        else:
+            ranked, report = self._merged_search(artifacts, r, q_vec, use_ann, store, previous, plan, log, phases)
+        t0 = time.perf_counter()
+        windows.save(ranked.window, searched)
+        phases["save_windows"] = time.perf_counter() - t0
+        return ranked.candidates, ranked.positives, {"lancedb_table_version": version} | report | {
+            "phase_seconds": {k: round(v, 3) for k, v in phases.items()}}
+
+    def _full_search(self, artifacts: DatasetArtifacts, r: CandidateRequest, q_vec: np.ndarray, use_ann: bool,
+                     store, log: Log, phases: dict[str, float]) -> tuple[cand.RankedCandidates, dict]:
+        """Every query of `r` against the whole corpus: exact, through the ANN index, or by Ray corpus shards."""
+        spec, ann = self.spec, r.ann
         if self.compute.is_ray and not use_ann:  # the driver holds the query vectors only; shards hold the corpus
-            phases["read_vectors"] = time.perf_counter() - t0
-            return self._sharded_candidates(artifacts, r, q_vec, version, log, phases)
+            return self._sharded_candidates(artifacts, r, q_vec, log, phases)
+        t0 = time.perf_counter()
         d_vec = store.vectors("document", r.doc_ids)  # (n_docs, dim): the one copy of the corpus vectors
-        phases["read_vectors"] = time.perf_counter() - t0
+        phases["read_vectors"] = phases.get("read_vectors", 0.0) + time.perf_counter() - t0
         if use_ann and not spec.normalize:
             raise ValueError(f"teacher {spec.name!r}: the ANN index searches by cosine; its vectors are not "
                              "normalised, so use search='exact'")
@@ -86,14 +113,63 @@ class DenseTeacher:
             phases["ann_index_and_recall_check"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         progress = ProgressLog(f"{spec.name}: searched", len(r.query_ids), log, unit="queries")
-        c, p = cand.dense_candidates(spec.name, r.query_ids, q_vec, r.doc_ids, d_vec, r.positives, k=r.top_k,
-                                     device=r.device, query_chunk=r.query_chunk, doc_chunk=r.doc_chunk, search=ann_fn,
-                                     on_progress=progress.update)
+        ranked = cand.dense_ranked_candidates(spec.name, r.query_ids, q_vec, r.doc_ids, d_vec, r.positives,
+                                              k=r.top_k, reserve=WINDOW_RESERVE, device=r.device,
+                                              query_chunk=r.query_chunk, doc_chunk=r.doc_chunk, search=ann_fn,
+                                              on_progress=progress.update)
         progress.finish()
-        phases["search"] = time.perf_counter() - t0
+        phases["search"] = phases.get("search", 0.0) + time.perf_counter() - t0
         search = "exact" if not use_ann else "ann" if ann_fn is not None else "exact (ANN recall under the floor)"
-        return c, p, {"search": search, "lancedb_table_version": version} | report | {
-            "phase_seconds": {k: round(v, 3) for k, v in phases.items()}}
+        return ranked, {"search": search} | report
+
+    def _merged_search(self, artifacts: DatasetArtifacts, r: CandidateRequest, q_vec: np.ndarray, use_ann: bool,
+                       store, previous: tuple[pl.DataFrame, pl.DataFrame], plan: dict, log: Log,
+                       phases: dict[str, float]) -> tuple[cand.RankedCandidates, dict]:
+        """The changed documents searched and merged into the earlier windows; the rest searched in full."""
+        spec, window = self.spec, previous[0]
+        t0 = time.perf_counter()
+        doc_row = {d: i for i, d in enumerate(r.doc_ids)}
+        changed_rows = np.array(sorted(doc_row[d] for d in plan["changed_docs"]), dtype=np.int64)
+        pos_rows = cand.positives_per_query(r.query_ids, r.doc_ids, r.positives)
+        width = r.top_k + int(pos_rows.max(initial=0)) + WINDOW_RESERVE
+        positive_docs = sorted(set(r.positives["doc_id"].to_list()) & doc_row.keys())
+        read_rows = np.union1d(changed_rows, np.array([doc_row[d] for d in positive_docs], dtype=np.int64))
+        d_part = store.vectors("document", [r.doc_ids[i] for i in read_rows])  # changed and positive docs only
+        at = {int(row): j for j, row in enumerate(read_rows)}
+        phases["read_vectors"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        q_rows = np.array([j for j, q in enumerate(r.query_ids) if q not in plan["changed_queries"]], dtype=np.int64)
+        changed_part = d_part[[at[int(i)] for i in changed_rows]] if len(changed_rows) else None
+        if changed_part is not None:
+            s, i = exact_top_k(q_vec[q_rows], changed_part, width, query_chunk=r.query_chunk,
+                               doc_chunk=r.doc_chunk, device=r.device)
+            s, i = s, changed_rows[i]
+        else:
+            s, i = np.zeros((len(q_rows), 0), np.float32), np.zeros((len(q_rows), 0), np.int64)
+        merge = cand.merge_ranking_windows(window, [r.query_ids[j] for j in q_rows], r.doc_ids, plan["dropped_docs"],
+                                           s, i, pos_rows[q_rows], k=r.top_k, width=width)
+        merged_rows = q_rows[merge.merged]
+        merged = cand.candidates_from_ranking(
+            spec.name, [r.query_ids[j] for j in merged_rows], r.doc_ids, r.positives, merge.top_scores,
+            merge.top_index, lambda qi, di: pair_scores(q_vec[merged_rows], d_part, qi,
+                                                        np.array([at[int(x)] for x in di], dtype=np.int64)),
+            r.top_k)
+        phases["merge"] = time.perf_counter() - t0
+        again = np.setdiff1d(np.arange(len(r.query_ids)), merged_rows)
+        # the search the windows came from (the merge keeps what it found); a full search of some queries says its own
+        report = {"search": "ann" if use_ann else "exact (ray shards)" if self.compute.is_ray else "exact"}
+        parts = [merged]
+        if len(again):
+            sub = dataclasses.replace(r, query_ids=[r.query_ids[j] for j in again],
+                                      query_texts=[r.query_texts[j] for j in again])
+            full, report = self._full_search(artifacts, sub, q_vec[again], use_ann, store, log, phases)
+            parts.append(full)
+        ranked = _in_query_order(parts, r.query_ids)
+        report |= {"incremental": True, "changed_documents": len(changed_rows), "removed_documents": plan["removed"],
+                   "merged_queries": len(merged_rows), "searched_again": len(again)}
+        log(f"{spec.name}: {len(changed_rows):,} new or edited and {plan['removed']:,} removed documents merged into "
+            f"the ranking windows of {len(merged_rows):,} queries; {len(again):,} queries searched again in full")
+        return ranked, report
 
     def current_cache_keys(self) -> dict[str, str]:
         """The cache keys vectors made now would carry (no model load: the weights are fingerprinted on disk)."""
@@ -101,9 +177,10 @@ class DenseTeacher:
         device = (ray_device(self.models, self.compute) if self.compute.is_ray else self.models.resolved_device())
         return teacher_cache_keys(self.spec, model_fingerprint(path, self.spec.revision), device)
 
-    def refuse_stale_vectors(self, store, doc_ids: list[str], query_ids: list[str]) -> None:
+    def refuse_stale_vectors(self, store, doc_ids: list[str], query_ids: list[str]) -> pl.DataFrame:
         """Every vector searched must come from the current teacher settings: after a teacher change of the same
-        dimension (or a run killed between chunk commits) a table can hold vectors of two models."""
+        dimension (or a run killed between chunk commits) a table can hold vectors of two models. Returns the
+        searched items' item_id, role, content_hash, cache_key."""
         keys = self.current_cache_keys()
         wanted = pl.DataFrame({"item_id": [f"d:{d}" for d in doc_ids] + [f"q:{q}" for q in query_ids]})
         index = store.stored_index().join(wanted, on="item_id", how="semi")
@@ -115,10 +192,10 @@ class DenseTeacher:
                 f"or another environment (e.g. {example['item_id']!r} has cache key {example['cache_key']}, the "
                 f"current {example['role']} key is {keys[example['role']]}): materialize teacher_embeddings for "
                 "this dataset again before candidate_lists")
+        return index
 
-    def _sharded_candidates(self, artifacts: DatasetArtifacts, r: CandidateRequest, q_vec: np.ndarray,
-                            version: int | None, log: Log, phases: dict[str, float]
-                            ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+    def _sharded_candidates(self, artifacts: DatasetArtifacts, r: CandidateRequest, q_vec: np.ndarray, log: Log,
+                            phases: dict[str, float]) -> tuple[cand.RankedCandidates, dict]:
         """Exact search by corpus-shard actors on Ray (identical candidates to the local exact search)."""
         from retriever_assets.distributed.search import ShardedSearch
 
@@ -133,14 +210,80 @@ class DenseTeacher:
         log(f"{self.spec.name}: exact search on Ray over {len(sharded.bounds)} corpus shards")
         t0 = time.perf_counter()
         try:
-            c, p = cand.dense_candidates(self.spec.name, r.query_ids, q_vec, r.doc_ids, None, r.positives,
-                                         k=r.top_k, search=sharded.search, pair_score=sharded.pair_score)
+            ranked = cand.dense_ranked_candidates(self.spec.name, r.query_ids, q_vec, r.doc_ids, None, r.positives,
+                                                  k=r.top_k, reserve=WINDOW_RESERVE, search=sharded.search,
+                                                  pair_score=sharded.pair_score)
         finally:
             sharded.close()
-        phases["search"] = time.perf_counter() - t0
-        return c, p, {"search": "exact (ray shards)", "ray_shards": len(sharded.bounds),
-                      "lancedb_table_version": version,
-                      "phase_seconds": {k: round(v, 3) for k, v in phases.items()}}
+        phases["search"] = phases.get("search", 0.0) + time.perf_counter() - t0
+        return ranked, {"search": "exact (ray shards)", "ray_shards": len(sharded.bounds)}
+
+
+WINDOW_RESERVE = 16  # documents ranked past each query's candidates and positives and kept for the next search
+INCREMENTAL_MAX_SHARE = 0.1  # a search after more of the documents changed than this share searches everything
+
+
+class SearchWindows:
+    """The last search of one teacher on one dataset: every query's ranking window (`window.parquet`) and the
+    state of each vector searched (`items.parquet`: item_id, role, content_hash, cache_key), saved together
+    (one folder, swapped in whole) with the settings they were made under."""
+
+    def __init__(self, folder: Path, settings: dict):
+        self.folder, self.settings = folder, settings
+
+    def load(self) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+        """(window, items) of the last search, or None when there is none made with these settings."""
+        state = self.folder / "settings.json"
+        if not state.exists() or json.loads(state.read_text()) != self.settings:
+            return None
+        return pl.read_parquet(self.folder / "window.parquet"), pl.read_parquet(self.folder / "items.parquet")
+
+    def save(self, window: pl.DataFrame, items: pl.DataFrame) -> None:
+        staged, old = self.folder.with_name(self.folder.name + ".new"), self.folder.with_name(self.folder.name + ".old")
+        shutil.rmtree(staged, ignore_errors=True)
+        staged.mkdir(parents=True)
+        window.write_parquet(staged / "window.parquet")
+        items.select(ITEM_STATE).write_parquet(staged / "items.parquet")
+        (staged / "settings.json").write_text(json.dumps(self.settings))
+        shutil.rmtree(old, ignore_errors=True)
+        if self.folder.exists():
+            self.folder.rename(old)
+        staged.rename(self.folder)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+ITEM_STATE = ["item_id", "role", "content_hash", "cache_key"]
+
+
+def incremental_plan(previous: tuple[pl.DataFrame, pl.DataFrame], searched: pl.DataFrame, n_docs: int
+                     ) -> dict | None:
+    """What changed since the last search (from the vectors' states): None when more than INCREMENTAL_MAX_SHARE
+    of the documents did (a full search is then cheaper than the merge), else the new or edited documents
+    (`changed_docs`), those whose earlier vector is gone (`dropped_docs`: edited or removed), the count removed and
+    the queries whose vector changed (`changed_queries`)."""
+    _, before = previous
+    now = searched.select(ITEM_STATE)
+    changed = now.join(before, on=ITEM_STATE, how="anti")
+    removed = before.join(now, on="item_id", how="anti")
+    docs = changed.filter(pl.col("role") == "document")
+    gone = removed.filter(pl.col("role") == "document")
+    if docs.height + gone.height > INCREMENTAL_MAX_SHARE * max(n_docs, 1):
+        return None
+    strip = lambda frame: frame["item_id"].str.slice(2).to_list()  # noqa: E731  ('d:' / 'q:' prefix)
+    return {"changed_docs": strip(docs), "dropped_docs": strip(docs) + strip(gone), "removed": gone.height,
+            "changed_queries": set(strip(changed.filter(pl.col("role") == "query")))}
+
+
+def _in_query_order(parts: list[cand.RankedCandidates], query_ids: list[str]) -> cand.RankedCandidates:
+    """Parts of one search (disjoint query sets) as one result in the request's query order."""
+    order = pl.DataFrame({"query_id": query_ids}, schema={"query_id": pl.String}).with_row_index("_q")
+
+    def ordered(frames: list[pl.DataFrame]) -> pl.DataFrame:
+        return (pl.concat(frames).with_row_index("_o").join(order, on="query_id", how="left")
+                .sort("_q", "_o").drop("_q", "_o"))
+
+    return cand.RankedCandidates(ordered([p.candidates for p in parts]), ordered([p.positives for p in parts]),
+                                 ordered([p.window for p in parts]))
 
 
 def teacher_cache_keys(spec: EncoderSpec, fingerprint: str, device: str) -> dict[str, str]:

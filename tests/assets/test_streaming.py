@@ -2,6 +2,7 @@
 by batch and the batching changes nothing (no timing, no memory assertion: the benchmark measures those)."""
 
 import json
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -108,6 +109,7 @@ def test_candidates_do_not_depend_on_the_search_blocks(streamed):
     result, instance, resources, storage, _ = streamed
     folder = storage / DATASET / "candidates"
     small = pl.read_parquet(folder / "candidates.parquet")
+    shutil.rmtree(folder / "windows")  # else nothing changed and the search would merge into its own windows
     config = {"ops": {"candidate_lists": {"config": {"top_k": 10, "query_chunk": 4096, "doc_chunk": 65536,
                                                      "search": "exact"}}}}
     again = dg.materialize(all_assets(), partition_key=DATASET, instance=instance, resources=resources,
@@ -216,6 +218,44 @@ def test_editing_one_percent_of_documents_re_embeds_only_those(streamed):
     queries = pl.read_parquet(storage / DATASET / "corpus" / "queries.parquet")["text"].to_list()[:50]
     for tokens in tokenize_for_bm25(queries + ["edited w1 w2"]):
         np.testing.assert_array_equal(saved.get_scores(tokens), fresh.get_scores(tokens))
+
+
+def test_after_an_edit_the_search_merges_the_changed_documents_into_the_windows(streamed):
+    """Candidates searched again after an edit of 1% of the documents: only those documents are searched (merged
+    into the saved ranking windows), and the candidates are exactly a full search's."""
+    result, instance, resources, storage, root = streamed
+    corpus = root / DATASET / "corpus.jsonl"
+    lines = corpus.read_text().splitlines()
+    edited = list(range(50, DOCS, 100))
+    for i in edited:
+        record = json.loads(lines[i])
+        record["text"] = "merged " + record["text"][::-1]
+        lines[i] = json.dumps(record)
+    corpus.write_text("\n".join(lines) + "\n")
+    config = {"ops": {"teacher_embeddings": {"config": {"chunk_size": CHUNK}},
+                      "candidate_lists": {"config": {"top_k": 10, "query_chunk": 32, "doc_chunk": 256,
+                                                     "search": "exact"}}}}
+    again = dg.materialize(all_assets(), partition_key=DATASET, instance=instance, resources=resources,
+                           run_config=config, selection=["qa_corpus", "teacher_embeddings", "candidate_lists"])
+    assert again.success
+    rows = {r.data["teacher"]: r.data for r in
+            materializations(again, "candidate_lists")[0].metadata["teachers"].value.records}
+    step = rows["static"]
+    assert step["incremental"] and len(edited) <= step["changed_documents"] <= 2 * len(edited)
+    assert step["merged_queries"] + step["searched_again"] == TRAIN_Q and step["merged_queries"] > 0.8 * TRAIN_Q
+    folder = storage / DATASET / "candidates"
+    merged = pl.read_parquet(folder / "candidates.parquet").filter(pl.col("teacher") == "static")
+    merged_pos = pl.read_parquet(folder / "positives.parquet").filter(pl.col("teacher") == "static")
+    shutil.rmtree(folder / "windows")
+    full = dg.materialize(all_assets(), partition_key=DATASET, instance=instance, resources=resources,
+                          run_config={"ops": {"candidate_lists": config["ops"]["candidate_lists"]}},
+                          selection=["candidate_lists"])
+    rows = {r.data["teacher"]: r.data for r in
+            materializations(full, "candidate_lists")[0].metadata["teachers"].value.records}
+    assert rows["static"]["incremental"] is False
+    assert pl.read_parquet(folder / "candidates.parquet").filter(pl.col("teacher") == "static").equals(merged)
+    full_pos = pl.read_parquet(folder / "positives.parquet").filter(pl.col("teacher") == "static")
+    assert full_pos.drop("rank").equals(merged_pos.drop("rank"))
 
 
 def test_corpus_read_in_small_batches_equals_one_batch(tmp_path):
