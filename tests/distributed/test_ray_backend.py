@@ -1,6 +1,8 @@
 """The `ray` backend against the local path on a 2-worker-node Ray cluster: embeddings, candidates, negatives,
 incremental updates and the Dagster resource wiring."""
 
+import shutil
+
 import lancedb
 import numpy as np
 import polars as pl
@@ -38,6 +40,8 @@ def both(ray_cluster, tmp_path_factory, demo_root, tiny_encoder):
     # the same vectors searched both ways (the Ray table's vectors, first in this process, then by shard actors)
     cands, frames = {}, {}
     for side, backend in (("local", None), ("ray", compute)):
+        # a full search each time (else the second would merge into the first one's ranking windows)
+        shutil.rmtree(DatasetArtifacts(remote, DATASET).candidates_dir / "windows", ignore_errors=True)
         cands[side] = steps.build_candidates(remote, models, DATASET, log=log, compute=backend, **CAND)
         frames[side] = DatasetArtifacts(remote, DATASET).read_candidates()
     return {"models": models, "local": local, "ray": remote, "compute": compute, "embedded": embedded,
