@@ -5,11 +5,8 @@
 set -eu
 DATA_ROOT=$(realpath "${1:-$(dirname "$0")/../../shared/data}")
 cd "$(dirname "$0")/.."
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RETRIEVER_DEV_SHARE=${RETRIEVER_DEV_SHARE:-0.2}
+. scripts/_env.sh "$DATA_ROOT" .retriever_gemma
 export RETRIEVER_TEACHERS=${RETRIEVER_TEACHERS:-minilm,gemma,bm25}
-export RETRIEVER_STORAGE=${RETRIEVER_STORAGE:-.retriever_gemma} RETRIEVER_DATA_ROOT="$DATA_ROOT"
-export DAGSTER_HOME=${DAGSTER_HOME:-$PWD/.dagster_home}
-mkdir -p .retriever_logs
 .venv/bin/python -m retriever_assets.cli ingest --dataset scifact --dataset squad-dev > .retriever_logs/gemma-ingest.log 2>&1
 for ds in ${DATASETS:-scifact squad-dev}; do
   .venv/bin/dagster asset materialize -m retriever_assets.definitions --select teacher_embeddings \

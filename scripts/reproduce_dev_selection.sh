@@ -9,13 +9,9 @@
 set -u
 DATA_ROOT=$(realpath "${1:-$(dirname "$0")/../../shared/data}")
 cd "$(dirname "$0")/.."
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RETRIEVER_DEV_SHARE=${RETRIEVER_DEV_SHARE:-0.2}
-export RETRIEVER_STORAGE=${RETRIEVER_STORAGE:-.retriever_dev} RETRIEVER_DATA_ROOT="$DATA_ROOT"
-export DAGSTER_HOME=${DAGSTER_HOME:-$PWD/.dagster_home}
-PY=${PY:-.venv/bin/python}
+. scripts/_env.sh "$DATA_ROOT" .retriever_dev
 SCIFACT=${SCIFACT_RECIPES-naive naive-seed2 percpos-intra-minilm-bm25 percpos-intra-minilm-bm25-seed2}
 SQUAD=${SQUAD_RECIPES-percpos-bm25 percpos-bm25-seed2 naive-bm25 naive-bm25-seed2}
-mkdir -p .retriever_logs
 log() { echo "$(date -u +%FT%TZ) $*" >> .retriever_logs/queue.log; }
 # both corpora first (with their dev splits), so every student is also scored on the other's test split
 "$PY" -m retriever_assets.cli ingest --dataset scifact --dataset squad-dev > .retriever_logs/dev-ingest.log 2>&1

@@ -9,14 +9,10 @@
 set -u
 DATA_ROOT=$(realpath "${1:-$(dirname "$0")/../../shared/data}")
 cd "$(dirname "$0")/.."
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RETRIEVER_DEV_SHARE=${RETRIEVER_DEV_SHARE:-0.2}
+. scripts/_env.sh "$DATA_ROOT" .retriever_gemma
 export RETRIEVER_TEACHERS=${RETRIEVER_TEACHERS:-minilm,gemma,bm25}
-export RETRIEVER_STORAGE=${RETRIEVER_STORAGE:-.retriever_gemma} RETRIEVER_DATA_ROOT="$DATA_ROOT"
-export DAGSTER_HOME=${DAGSTER_HOME:-$PWD/.dagster_home}
-PY=${PY:-.venv/bin/python}
 SCIFACT=${SCIFACT_RECIPES-naive naive-seed2 naive-gemma naive-gemma-seed2 percpos-gemma percpos-gemma-seed2}
 SQUAD=${SQUAD_RECIPES-naive naive-seed2 naive-gemma naive-gemma-seed2 percpos-gemma percpos-gemma-seed2}
-mkdir -p .retriever_logs
 log() { echo "$(date -u +%FT%TZ) $*" >> .retriever_logs/gemma-queue.log; }
 COMMON=(--data-root "$DATA_ROOT" --max-seq-length 128 --eval-max-seq-length 256 --skip-teacher-scores
         --cross-datasets none)
