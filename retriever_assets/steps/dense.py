@@ -143,7 +143,7 @@ class DenseTeacher:
         if changed_part is not None:
             s, i = exact_top_k(q_vec[q_rows], changed_part, width, query_chunk=r.query_chunk,
                                doc_chunk=r.doc_chunk, device=r.device)
-            s, i = s, changed_rows[i]
+            i = changed_rows[i]  # rows of the changed documents -> rows of the corpus
         else:
             s, i = np.zeros((len(q_rows), 0), np.float32), np.zeros((len(q_rows), 0), np.int64)
         merge = cand.merge_ranking_windows(window, [r.query_ids[j] for j in q_rows], r.doc_ids, plan["dropped_docs"],
