@@ -183,16 +183,21 @@ def test_exports_written_in_batches_match_one_batch(streamed, tmp_path):
     assert t == negatives.height and n == (negatives.group_by("query_id").len()["len"] == 4).sum()
 
 
-def test_editing_one_percent_of_documents_re_embeds_only_those(streamed):
-    result, instance, resources, storage, root = streamed
+def _edit_documents(root: Path, rows, edit) -> list[int]:
+    """Replace the text of the corpus's documents at `rows` by `edit(text)`; returns the rows edited."""
     corpus = root / DATASET / "corpus.jsonl"
     lines = corpus.read_text().splitlines()
-    edited = list(range(0, DOCS, 100))
-    for i in edited:
+    for i in rows:
         record = json.loads(lines[i])
-        record["text"] += " edited"
+        record["text"] = edit(record["text"])
         lines[i] = json.dumps(record)
     corpus.write_text("\n".join(lines) + "\n")
+    return list(rows)
+
+
+def test_editing_one_percent_of_documents_re_embeds_only_those(streamed):
+    result, instance, resources, storage, root = streamed
+    edited = _edit_documents(root, range(0, DOCS, 100), lambda text: text + " edited")
     before = StorageResource(root=str(storage)).embedding_store(DATASET, "static").version()
     again = dg.materialize(all_assets(), partition_key=DATASET, instance=instance, resources=resources,
                            run_config={"ops": {"teacher_embeddings": {"config": {"chunk_size": CHUNK}}}},
@@ -224,14 +229,7 @@ def test_after_an_edit_the_search_merges_the_changed_documents_into_the_windows(
     """Candidates searched again after an edit of 1% of the documents: only those documents are searched (merged
     into the saved ranking windows), and the candidates are exactly a full search's."""
     result, instance, resources, storage, root = streamed
-    corpus = root / DATASET / "corpus.jsonl"
-    lines = corpus.read_text().splitlines()
-    edited = list(range(50, DOCS, 100))
-    for i in edited:
-        record = json.loads(lines[i])
-        record["text"] = "merged " + record["text"][::-1]
-        lines[i] = json.dumps(record)
-    corpus.write_text("\n".join(lines) + "\n")
+    edited = _edit_documents(root, range(50, DOCS, 100), lambda text: "merged " + text[::-1])
     config = {"ops": {"teacher_embeddings": {"config": {"chunk_size": CHUNK}},
                       "candidate_lists": {"config": {"top_k": 10, "query_chunk": 32, "doc_chunk": 256,
                                                      "search": "exact"}}}}
